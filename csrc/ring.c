@@ -1,0 +1,970 @@
+/*
+ * frame-engine ring: implementation.  See ring.h for the contract.
+ *
+ * Memory ordering in one paragraph.  An item moves from stage k-1 to stage k
+ * through one release store by whoever finished it (the producer's or an
+ * ordered stage's cursor c_done, or a pool's per-slot stamp) and one acquire
+ * load by whoever takes it; the slot's bytes are readable and writable by the
+ * taker after that acquire.  Pool members arbitrate a run with a CAS on the
+ * stage's claim cursor; the CAS only decides who owns the run, the data still
+ * flows through the stamps.  Sleeping uses a futex word per stage (evt[k], "stage
+ * k made progress") and a sleeper count: the waiter registers, reads the word,
+ * re-checks its condition and sleeps on the word; the waker publishes, then looks
+ * for sleepers.  That store-then-load on both sides is the Dekker pattern and
+ * needs sequential consistency: both sides put a seq_cst fence between their store
+ * and their load (see fe_wait() and wake()).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "ring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics in the segment must be lock-free");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics in the segment must be lock-free");
+_Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned uint32_t");
+
+#define FE_MAGIC UINT64_C(0x31676e6972656600) /* "\0fering1" */
+#define FE_LAYOUT 1u
+#define CACHE_LINE 64
+#define PAGE 4096u
+#define DEFAULT_SPIN_NS 20000
+#define NO_END UINT64_MAX
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* Written by the members of stage k (stage 0: the producer). */
+struct fe_stage_line {
+    _Atomic uint64_t c_claim; /* next sequence to hand out (stage 0: to claim) */
+    _Atomic uint64_t c_done;  /* items finished; for in-order stages (producer,
+                                 ordered) also the frontier: every s < c_done is
+                                 finished */
+    _Atomic uint64_t waits;
+    _Atomic uint64_t stalls;
+    _Atomic uint64_t failed;
+    _Atomic int32_t owner; /* producer / ordered consumer pid, 0 if none */
+    uint32_t pad_;
+} __attribute__((aligned(CACHE_LINE)));
+
+/* Futex handshake for those waiting on stage k's progress (stage k+1's members,
+ * or the producer when k is the last stage).  Written on the slow path only. */
+struct fe_wait_line {
+    _Atomic uint32_t evt;      /* the futex word: bumped when stage k progresses */
+    _Atomic uint32_t sleepers; /* waiters registered on evt */
+} __attribute__((aligned(CACHE_LINE)));
+
+struct fe_hdr {
+    /* Identity first: fe_open() checks it before trusting anything else.
+     * magic is stored last at create (release), loaded first at open (acquire). */
+    _Atomic uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_bytes;
+    uint64_t total_bytes;
+    uint64_t pad0_[5];
+
+    /* Control, written rarely by the producer or a supervisor. */
+    _Atomic uint64_t end_seq; /* NO_END until fe_end() */
+    _Atomic uint32_t aborted;
+    uint32_t pad1_;
+    uint64_t pad2_[6];
+
+    struct fe_stage_line stage[FE_MAX_STAGES];
+    struct fe_wait_line wait[FE_MAX_STAGES];
+
+    /* Read-only configuration, written once before magic. */
+    uint32_t slots;
+    uint32_t nstages; /* consumer stages */
+    uint32_t lookback;
+    int32_t creator;
+    uint64_t slot_bytes;
+    uint64_t stride;
+    uint64_t data_off;
+    uint64_t creator_start;
+    uint8_t kinds[FE_MAX_STAGES]; /* kinds[0] = FE_PRODUCER */
+} __attribute__((aligned(CACHE_LINE)));
+
+_Static_assert(offsetof(struct fe_hdr, end_seq) % CACHE_LINE == 0, "control on its own line");
+_Static_assert(offsetof(struct fe_hdr, stage) % CACHE_LINE == 0, "stage lines aligned");
+_Static_assert(sizeof(struct fe_stage_line) == CACHE_LINE, "one line per stage");
+_Static_assert(offsetof(struct fe_hdr, wait) % CACHE_LINE == 0, "wait lines aligned");
+_Static_assert(offsetof(struct fe_hdr, slots) % CACHE_LINE == 0, "config on its own line");
+
+/* Per-slot header, one cache line.  Only pool stages stamp; in-order stages
+ * (the producer and ordered stages) are described by their c_done frontier. */
+struct fe_slot_hdr {
+    _Atomic uint64_t stamp[FE_MAX_STAGES - 1]; /* stamp[k-1]: last seq pool stage k finished here */
+    _Atomic uint64_t owner_seq;                /* the seq a pool member recorded as held */
+    _Atomic uint64_t failed_seq;               /* the last seq flagged failed here */
+    _Atomic int32_t owner;                     /* pid of the pool member holding owner_seq */
+    uint32_t pad_;
+};
+_Static_assert(sizeof(struct fe_slot_hdr) == CACHE_LINE, "one line per slot header");
+
+/* Process-local handle.  Caches of the other side's cursors live here, never in
+ * the segment. */
+struct fe_ring {
+    struct fe_hdr *h;
+    struct fe_slot_hdr *sh;
+    uint8_t *data;
+    size_t map_bytes;
+    uint64_t mask;
+    uint64_t stride;
+    int64_t spin_ns;
+    pid_t pid;
+    unsigned fork_gen;
+    /* producer */
+    bool producer;
+    uint64_t p_head; /* next to claim */
+    uint64_t p_pub;  /* next to publish */
+    uint64_t p_free; /* every s < p_free is finished by the last stage */
+    /* ordered stages this handle owns, by bit */
+    unsigned ordered_owned;
+    char name[FE_NAME_MAX];
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static _Atomic unsigned fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void) { atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed); }
+static void register_fork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+/* A handle used in a forked child acts for the child: its pid and roles change. */
+static void refresh_pid(fe_ring *r)
+{
+    unsigned g = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    if (__builtin_expect(g != r->fork_gen, 0)) {
+        r->fork_gen = g;
+        r->pid = getpid();
+        r->producer = false;
+        r->ordered_owned = 0;
+    }
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool pid_alive(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static uint64_t proc_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields resume after ')' */
+    if (!p)
+        return 0;
+    /* after ')' come fields 3.. ; starttime is field 22 */
+    int field = 2;
+    for (; *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    return strtoull(p, NULL, 10);
+}
+
+static int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tsp = &ts;
+    }
+    /* Shared futex (no FUTEX_PRIVATE_FLAG): waiters and wakers are in different
+     * processes mapping the same page. */
+    if (syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, tsp, NULL, 0) == 0)
+        return 0;
+    return -errno;
+}
+
+static void futex_wake_all(_Atomic uint32_t *addr)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Tell those waiting on stage k's progress.  The caller has just made progress
+ * visible with a release store. */
+static void wake(fe_ring *r, uint32_t k)
+{
+    struct fe_wait_line *w = &r->h->wait[k];
+    /* seq_cst: pairs with the fence in fe_wait().  Either the waiter's re-check
+     * sees our progress, or we see its registration here and bump the word. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
+        /* release: a waiter that reads the new word value also sees our progress */
+        atomic_fetch_add_explicit(&w->evt, 1, memory_order_release);
+        futex_wake_all(&w->evt);
+    }
+}
+
+static void wake_unconditionally(fe_ring *r, uint32_t k)
+{
+    atomic_fetch_add_explicit(&r->h->wait[k].evt, 1, memory_order_seq_cst);
+    futex_wake_all(&r->h->wait[k].evt);
+}
+
+static inline struct fe_slot_hdr *slot_hdr(const fe_ring *r, uint64_t s)
+{
+    return &r->sh[s & r->mask];
+}
+
+static inline bool in_order(const fe_ring *r, uint32_t k)
+{
+    return r->h->kinds[k] != FE_POOL;
+}
+
+/* Has stage k finished item s?  Valid while s is still in the ring. */
+static inline bool finished(const fe_ring *r, uint32_t k, uint64_t s)
+{
+    if (in_order(r, k))
+        /* acquire: pairs with the release store of c_done in fe_publish()/fe_done() */
+        return (int64_t)(s - atomic_load_explicit(&r->h->stage[k].c_done, memory_order_acquire)) < 0;
+    /* acquire: pairs with the release store of the stamp in fe_done()/fe_reclaim() */
+    return atomic_load_explicit(&slot_hdr(r, s)->stamp[k - 1], memory_order_acquire) == s;
+}
+
+/* How many consecutive items from c (at most max) has stage k-1 finished? */
+static uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint32_t max)
+{
+    uint32_t u = k - 1;
+    if (in_order(r, u)) {
+        uint64_t done = atomic_load_explicit(&r->h->stage[u].c_done, memory_order_acquire);
+        uint64_t avail = (int64_t)(done - c) > 0 ? done - c : 0;
+        return avail < max ? (uint32_t)avail : max;
+    }
+    uint32_t n = 0;
+    while (n < max && finished(r, u, c + n))
+        n++;
+    return n;
+}
+
+static inline bool aborted(const fe_ring *r)
+{
+    return atomic_load_explicit(&r->h->aborted, memory_order_acquire) != 0;
+}
+
+/* ---- waiting ------------------------------------------------------------ */
+
+typedef bool (*cond_fn)(fe_ring *r, uint32_t arg);
+
+/* Wait until cond(r, arg) holds, on stage `on`'s futex word.  Counts stalls and
+ * waits against stage `who`.  0, -ETIMEDOUT or -EINTR. */
+static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t arg,
+                   int64_t timeout_ns)
+{
+    if (cond(r, arg))
+        return 0;
+    struct fe_stage_line *st = &r->h->stage[who];
+    atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed);
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    int64_t start = now_ns();
+    int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+
+    /* Spin briefly: a handoff between two running processes is ~100 ns. */
+    int64_t spin_end = start + (r->spin_ns < timeout_ns || timeout_ns < 0 ? r->spin_ns : timeout_ns);
+    while (r->spin_ns > 0) {
+        for (int i = 0; i < 64; i++) {
+            cpu_relax();
+            if (cond(r, arg))
+                return 0;
+        }
+        if (now_ns() >= spin_end)
+            break;
+    }
+
+    struct fe_wait_line *w = &r->h->wait[on];
+    for (;;) {
+        atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        /* acquire: pairs with the release bump in wake(); read before the re-check,
+         * so a bump after the re-check makes futex_wait return at once */
+        uint32_t val = atomic_load_explicit(&w->evt, memory_order_acquire);
+        /* seq_cst: pairs with the fence in wake() (see the top of this file) */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (cond(r, arg)) {
+            atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
+            return 0;
+        }
+        int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ns();
+        if (deadline != INT64_MAX && left <= 0) {
+            atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
+            return -ETIMEDOUT;
+        }
+        atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed);
+        int rc = futex_wait(&w->evt, val, left);
+        atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
+        if (cond(r, arg))
+            return 0;
+        if (rc == -EINTR)
+            return -EINTR;
+        /* woken for another reason, the word moved, or the timeout: loop re-checks */
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+static int check_config(const fe_config *c)
+{
+    if (!c || c->slots < 2 || (c->slots & (c->slots - 1)) || c->slots > (1u << 30))
+        return -EINVAL;
+    if (c->slot_bytes < 1 || c->slot_bytes > (UINT64_C(1) << 40))
+        return -EINVAL;
+    if (c->nstages < 1 || c->nstages > FE_MAX_STAGES - 1)
+        return -EINVAL;
+    for (uint32_t i = 0; i < c->nstages; i++)
+        if (c->kinds[i] != FE_POOL && c->kinds[i] != FE_ORDERED)
+            return -EINVAL;
+    if (c->lookback >= c->slots)
+        return -EINVAL;
+    return 0;
+}
+
+/* Map header + data, then the data again right after it, so a run that crosses
+ * the end of the ring is contiguous in this process's address space. */
+static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *r)
+{
+    size_t total = data_off + data_bytes;
+    size_t span = total + data_bytes;
+    void *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    void *a = mmap(base, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    void *b = a == MAP_FAILED ? MAP_FAILED
+                              : mmap((uint8_t *)base + total, data_bytes, PROT_READ | PROT_WRITE,
+                                     MAP_SHARED | MAP_FIXED, fd, (off_t)data_off);
+    if (a == MAP_FAILED || b == MAP_FAILED) {
+        int e = errno;
+        munmap(base, span);
+        return -e;
+    }
+    r->h = base;
+    r->sh = (struct fe_slot_hdr *)((uint8_t *)base + sizeof(struct fe_hdr));
+    r->data = (uint8_t *)base + data_off;
+    r->map_bytes = span;
+    return 0;
+}
+
+static fe_ring *new_handle(const char *name)
+{
+    pthread_once(&fork_once, register_fork);
+    fe_ring *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->spin_ns = DEFAULT_SPIN_NS;
+    r->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    r->pid = getpid();
+    return r;
+}
+
+static void init_geometry(fe_ring *r)
+{
+    r->mask = r->h->slots - 1;
+    r->stride = r->h->stride;
+}
+
+static bool valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && n < FE_NAME_MAX && !strchr(name + 1, '/');
+}
+
+int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
+{
+    static _Atomic unsigned counter;
+    int rc = check_config(cfg);
+    if (rc)
+        return rc;
+    if (name && !valid_name(name))
+        return -EINVAL;
+
+    /* Stride: 64-byte aligned; page aligned for large slots; and the data region
+     * a whole number of pages, so that it can be mapped twice. */
+    uint64_t stride = round_up(cfg->slot_bytes, cfg->slot_bytes >= PAGE ? PAGE : CACHE_LINE);
+    if ((stride * cfg->slots) % PAGE)
+        stride = round_up(stride, PAGE / cfg->slots);
+    uint64_t hdr_bytes = round_up(sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr), PAGE);
+    uint64_t data_bytes = stride * cfg->slots;
+    if (data_bytes / cfg->slots != stride || hdr_bytes + 2 * data_bytes < data_bytes)
+        return -EINVAL;
+    uint64_t total = hdr_bytes + data_bytes;
+
+    char buf[FE_NAME_MAX + 2];
+    int fd = -1;
+    for (int tries = 0; tries < 1000 && fd < 0; tries++) {
+        if (name)
+            snprintf(buf, sizeof buf, "/%s", name[0] == '/' ? name + 1 : name);
+        else
+            snprintf(buf, sizeof buf, "/fe-%d-%u", (int)getpid(),
+                     atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed));
+        fd = shm_open(buf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && (errno != EEXIST || name))
+            return -errno;
+    }
+    if (fd < 0)
+        return -EEXIST;
+
+    fe_ring *r = new_handle(buf + 1);
+    if (!r) {
+        rc = -ENOMEM;
+        goto fail_unlink;
+    }
+    /* posix_fallocate reserves the memory now, so a full /dev/shm is an error
+     * here rather than a SIGBUS in the middle of a run. */
+    if (ftruncate(fd, (off_t)total) != 0) {
+        rc = -errno;
+        goto fail_free;
+    }
+    if ((rc = posix_fallocate(fd, 0, (off_t)total)) != 0) {
+        rc = -rc;
+        goto fail_free;
+    }
+    if ((rc = map_segment(fd, hdr_bytes, data_bytes, r)) != 0)
+        goto fail_free;
+    close(fd);
+    fd = -1;
+
+    struct fe_hdr *h = r->h;
+    h->version = FE_LAYOUT;
+    h->hdr_bytes = (uint32_t)hdr_bytes;
+    h->total_bytes = total;
+    h->slots = cfg->slots;
+    h->nstages = cfg->nstages;
+    h->lookback = cfg->lookback;
+    h->creator = getpid();
+    h->creator_start = proc_start_time(h->creator);
+    h->slot_bytes = cfg->slot_bytes;
+    h->stride = stride;
+    h->data_off = hdr_bytes;
+    h->kinds[0] = FE_PRODUCER;
+    for (uint32_t i = 0; i < cfg->nstages; i++)
+        h->kinds[i + 1] = cfg->kinds[i];
+    atomic_init(&h->end_seq, NO_END);
+    init_geometry(r);
+    for (uint64_t i = 0; i < cfg->slots; i++) {
+        /* As if the previous occupant, i - slots, had been finished by every stage. */
+        for (int k = 0; k < FE_MAX_STAGES - 1; k++)
+            atomic_init(&r->sh[i].stamp[k], i - cfg->slots);
+        atomic_init(&r->sh[i].owner_seq, NO_END);
+        atomic_init(&r->sh[i].failed_seq, NO_END);
+    }
+    /* release: pairs with the acquire in fe_open(); the header is complete */
+    atomic_store_explicit(&h->magic, FE_MAGIC, memory_order_release);
+    *out = r;
+    return 0;
+
+fail_free:
+    free(r);
+fail_unlink:
+    if (fd >= 0)
+        close(fd);
+    shm_unlink(buf);
+    return rc;
+}
+
+int fe_open(const char *name, fe_ring **out)
+{
+    if (!name || !valid_name(name))
+        return -EINVAL;
+    char buf[FE_NAME_MAX + 1];
+    snprintf(buf, sizeof buf, "%s%s", name[0] == '/' ? "" : "/", name);
+    int fd = shm_open(buf, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto out_fd;
+    }
+    /* A smaller file cannot hold a header: reading it through a mapping would
+     * raise SIGBUS, so refuse before mapping. */
+    if ((uint64_t)st.st_size < sizeof(struct fe_hdr)) {
+        rc = FE_EBADRING;
+        goto out_fd;
+    }
+    struct fe_hdr *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        rc = -errno;
+        goto out_fd;
+    }
+    /* acquire: pairs with the release in fe_create() */
+    uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    uint64_t data_off = h->data_off, stride = h->stride, slots = h->slots;
+    rc = 0;
+    if (magic != FE_MAGIC)
+        rc = FE_EBADRING;
+    else if (h->version != FE_LAYOUT)
+        rc = FE_EVERSION;
+    else if (slots < 2 || (slots & (slots - 1)) || h->nstages < 1 || h->nstages >= FE_MAX_STAGES ||
+             h->lookback >= slots || stride < h->slot_bytes || data_off % PAGE ||
+             data_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
+             (stride * slots) % PAGE || h->total_bytes != data_off + stride * slots ||
+             h->total_bytes != (uint64_t)st.st_size)
+        rc = FE_EBADRING;
+    munmap(h, sizeof *h);
+    if (rc)
+        goto out_fd;
+
+    fe_ring *r = new_handle(buf + 1);
+    if (!r) {
+        rc = -ENOMEM;
+        goto out_fd;
+    }
+    if ((rc = map_segment(fd, data_off, stride * slots, r)) != 0) {
+        free(r);
+        goto out_fd;
+    }
+    init_geometry(r);
+    *out = r;
+out_fd:
+    close(fd);
+    return rc;
+}
+
+void fe_close(fe_ring *r)
+{
+    if (!r)
+        return;
+    munmap(r->h, r->map_bytes);
+    free(r);
+}
+
+int fe_unlink(const char *name)
+{
+    if (!name || !valid_name(name))
+        return -EINVAL;
+    char buf[FE_NAME_MAX + 1];
+    snprintf(buf, sizeof buf, "%s%s", name[0] == '/' ? "" : "/", name);
+    return shm_unlink(buf) == 0 ? 0 : -errno;
+}
+
+/* ---- geometry ----------------------------------------------------------- */
+
+const char *fe_name(const fe_ring *r) { return r->name; }
+uint32_t fe_slots(const fe_ring *r) { return r->h->slots; }
+uint64_t fe_slot_bytes(const fe_ring *r) { return r->h->slot_bytes; }
+uint64_t fe_stride(const fe_ring *r) { return r->stride; }
+uint32_t fe_nstages(const fe_ring *r) { return r->h->nstages; }
+uint32_t fe_lookback(const fe_ring *r) { return r->h->lookback; }
+pid_t fe_creator(const fe_ring *r) { return r->h->creator; }
+uint64_t fe_creator_start(const fe_ring *r) { return r->h->creator_start; }
+void fe_set_spin_ns(fe_ring *r, int64_t ns) { r->spin_ns = ns < 0 ? 0 : ns; }
+
+int fe_stage_kind(const fe_ring *r, uint32_t stage)
+{
+    return stage <= r->h->nstages ? r->h->kinds[stage] : -EINVAL;
+}
+
+void *fe_slot(const fe_ring *r, uint64_t seq)
+{
+    return r->data + (seq & r->mask) * r->stride;
+}
+
+int fe_in_ring(const fe_ring *r, uint64_t seq)
+{
+    uint64_t head = atomic_load_explicit(&r->h->stage[0].c_claim, memory_order_acquire);
+    return (int64_t)(seq - head) < 0 && head - seq <= r->h->slots;
+}
+
+/* ---- roles -------------------------------------------------------------- */
+
+/* Become the owner of role `owner` (the producer's or an ordered stage's):
+ * free, ours already, or held by a process that is gone. */
+static int acquire_role(fe_ring *r, _Atomic int32_t *owner)
+{
+    int32_t cur = atomic_load_explicit(owner, memory_order_acquire);
+    for (;;) {
+        if (cur == r->pid)
+            return 0;
+        if (cur != 0 && pid_alive(cur))
+            return -EBUSY;
+        /* acq_rel: pairs with a previous owner's release of the role */
+        if (atomic_compare_exchange_weak_explicit(owner, &cur, r->pid, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return 0;
+    }
+}
+
+static int become_producer(fe_ring *r)
+{
+    refresh_pid(r);
+    if (r->producer)
+        return 0;
+    int rc = acquire_role(r, &r->h->stage[0].owner);
+    if (rc)
+        return rc;
+    /* A producer that died may have claimed items it never published: they are
+     * abandoned, and claiming starts again after the last published item. */
+    struct fe_stage_line *p = &r->h->stage[0];
+    r->p_pub = atomic_load_explicit(&p->c_done, memory_order_acquire);
+    r->p_head = r->p_pub;
+    atomic_store_explicit(&p->c_claim, r->p_head, memory_order_release);
+    r->p_free = r->p_pub >= r->h->slots ? r->p_pub - r->h->slots : 0;
+    r->producer = true;
+    return 0;
+}
+
+/* ---- producer ----------------------------------------------------------- */
+
+/* Advance p_free, the frontier of what the last stage finished. */
+static uint64_t producer_frontier(fe_ring *r)
+{
+    uint32_t last = r->h->nstages;
+    if (in_order(r, last)) {
+        r->p_free = atomic_load_explicit(&r->h->stage[last].c_done, memory_order_acquire);
+    } else {
+        /* Pool members finish out of order: walk the stamps from the cached
+         * frontier; each acquire pairs with the release in fe_done(). */
+        while (r->p_free != r->p_pub && finished(r, last, r->p_free))
+            r->p_free++;
+    }
+    return r->p_free;
+}
+
+static bool claim_ready(fe_ring *r, uint32_t n)
+{
+    if (aborted(r))
+        return true;
+    uint64_t need = r->p_head + n + r->h->lookback; /* the run, plus the items kept behind it */
+    if (need - r->p_free <= r->h->slots)
+        return true;
+    return need - producer_frontier(r) <= r->h->slots;
+}
+
+int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
+{
+    if (n < 1 || (uint64_t)n + r->h->lookback > r->h->slots)
+        return -EINVAL;
+    if (aborted(r))
+        return FE_ABORTED;
+    int rc = become_producer(r);
+    if (rc)
+        return rc;
+    if (atomic_load_explicit(&r->h->end_seq, memory_order_relaxed) != NO_END)
+        return -EPIPE;
+    rc = fe_wait(r, r->h->nstages, 0, claim_ready, n, timeout_ns);
+    if (rc)
+        return rc;
+    if (aborted(r))
+        return FE_ABORTED;
+    *seq = r->p_head;
+    r->p_head += n;
+    /* release: readers of c_claim (fe_in_ring) only need to know the slot is taken */
+    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    return 0;
+}
+
+int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)
+{
+    refresh_pid(r);
+    if (!r->producer || seq != r->p_pub || n < 1 || n > r->p_head - r->p_pub)
+        return FE_ENOTHELD;
+    r->p_pub += n;
+    /* release: pairs with the acquire in finished()/ready_run() of stage 1;
+     * the slots' bytes are visible to whoever takes these items */
+    atomic_store_explicit(&r->h->stage[0].c_done, r->p_pub, memory_order_release);
+    wake(r, 0);
+    return 0;
+}
+
+int fe_end(fe_ring *r)
+{
+    int rc = become_producer(r);
+    if (rc)
+        return rc;
+    r->p_head = r->p_pub;
+    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    /* seq_cst: ordered against the pool members' claim CAS and EOF checks in
+     * fe_take(), so the last member to run dry sees the end */
+    atomic_store_explicit(&r->h->end_seq, r->p_pub, memory_order_seq_cst);
+    for (uint32_t k = 0; k <= r->h->nstages; k++)
+        wake(r, k);
+    return 0;
+}
+
+uint64_t fe_end_seq(const fe_ring *r)
+{
+    return atomic_load_explicit(&r->h->end_seq, memory_order_acquire);
+}
+
+/* ---- consumers ---------------------------------------------------------- */
+
+static bool take_ready(fe_ring *r, uint32_t k)
+{
+    uint64_t c = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_seq_cst);
+    if (ready_run(r, k, c, 1))
+        return true;
+    uint64_t end = atomic_load_explicit(&r->h->end_seq, memory_order_seq_cst);
+    return (end != NO_END && (int64_t)(c - end) >= 0) || aborted(r);
+}
+
+static int reclaim_ordered(fe_ring *r, uint32_t k, pid_t pid);
+
+int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
+            uint32_t *n)
+{
+    struct fe_hdr *h = r->h;
+    if (stage < 1 || stage > h->nstages || max_n < 1)
+        return -EINVAL;
+    if (max_n > h->slots)
+        max_n = h->slots;
+    refresh_pid(r);
+    struct fe_stage_line *st = &h->stage[stage];
+    bool pool = h->kinds[stage] == FE_POOL;
+    if (!pool && !(r->ordered_owned & (1u << stage))) {
+        int32_t prev = atomic_load_explicit(&st->owner, memory_order_acquire);
+        int rc = acquire_role(r, &st->owner);
+        if (rc)
+            return rc;
+        if (prev != 0 && prev != r->pid)
+            reclaim_ordered(r, stage, prev); /* the previous owner died holding items */
+        r->ordered_owned |= 1u << stage;
+    }
+    int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+    for (;;) {
+        if (aborted(r))
+            return FE_ABORTED;
+        uint64_t c = atomic_load_explicit(&st->c_claim, memory_order_seq_cst);
+        uint32_t got = ready_run(r, stage, c, max_n);
+        if (got) {
+            if (pool) {
+                /* seq_cst: arbitrates the run among members, and is ordered
+                 * against fe_end()'s store so that EOF is never missed */
+                if (!atomic_compare_exchange_strong_explicit(&st->c_claim, &c, c + got,
+                                                             memory_order_seq_cst,
+                                                             memory_order_seq_cst))
+                    continue;
+                /* Record who holds the run, for fe_reclaim().  The supervisor reads
+                 * these after the holder died (waitpid orders it). */
+                for (uint32_t i = 0; i < got; i++) {
+                    struct fe_slot_hdr *sh = slot_hdr(r, c + i);
+                    atomic_store_explicit(&sh->owner, r->pid, memory_order_relaxed);
+                    atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
+                }
+                /* Took the last items: members asleep waiting for more must see EOF. */
+                uint64_t end = atomic_load_explicit(&h->end_seq, memory_order_seq_cst);
+                if (end != NO_END && (int64_t)(c + got - end) >= 0)
+                    wake(r, stage - 1);
+            } else {
+                /* single consumer: the store only publishes progress for stats */
+                atomic_store_explicit(&st->c_claim, c + got, memory_order_release);
+            }
+            *seq = c;
+            *n = got;
+            return 0;
+        }
+        uint64_t end = atomic_load_explicit(&h->end_seq, memory_order_seq_cst);
+        if (end != NO_END && (int64_t)(c - end) >= 0)
+            return FE_EOF;
+        /* A member that loses a race for the items it waited for waits again,
+         * for what is left of its timeout. */
+        int64_t left = timeout_ns;
+        if (timeout_ns > 0) {
+            left = deadline - now_ns();
+            if (left <= 0)
+                return -ETIMEDOUT;
+        }
+        int rc = fe_wait(r, stage - 1, stage, take_ready, stage, left);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Does this caller hold item s at pool stage k? */
+static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s)
+{
+    struct fe_slot_hdr *sh = slot_hdr(r, s);
+    uint64_t claim = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_acquire);
+    return (int64_t)(s - claim) < 0 && claim - s <= r->h->slots && !finished(r, k, s) &&
+           finished(r, k - 1, s) && atomic_load_explicit(&sh->owner_seq, memory_order_acquire) == s &&
+           atomic_load_explicit(&sh->owner, memory_order_relaxed) == r->pid;
+}
+
+int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
+{
+    struct fe_hdr *h = r->h;
+    if (stage < 1 || stage > h->nstages || n < 1 || n > h->slots)
+        return -EINVAL;
+    refresh_pid(r);
+    struct fe_stage_line *st = &h->stage[stage];
+    if (h->kinds[stage] == FE_ORDERED) {
+        uint64_t done = atomic_load_explicit(&st->c_done, memory_order_relaxed);
+        uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
+        if (!(r->ordered_owned & (1u << stage)) || seq != done || n > claim - done)
+            return FE_ENOTHELD;
+        /* release: pairs with the acquire in finished()/ready_run() of the next
+         * stage (or the producer); we are done with the slot's bytes */
+        atomic_store_explicit(&st->c_done, done + n, memory_order_release);
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            if (!pool_holds(r, stage, seq + i))
+                return FE_ENOTHELD;
+        for (uint32_t i = 0; i < n; i++)
+            /* release: pairs with the acquire in finished() of the next stage or the producer */
+            atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[stage - 1], seq + i,
+                                  memory_order_release);
+        atomic_fetch_add_explicit(&st->c_done, n, memory_order_relaxed);
+    }
+    wake(r, stage);
+    return 0;
+}
+
+uint64_t fe_ready(const fe_ring *r, uint32_t stage)
+{
+    if (stage < 1 || stage > r->h->nstages)
+        return 0;
+    uint64_t c = atomic_load_explicit(&r->h->stage[stage].c_claim, memory_order_acquire);
+    return ready_run(r, stage, c, r->h->slots);
+}
+
+/* ---- supervisor --------------------------------------------------------- */
+
+static void flag_failed(fe_ring *r, uint64_t s)
+{
+    atomic_store_explicit(&slot_hdr(r, s)->failed_seq, s, memory_order_relaxed);
+}
+
+/* The ordered consumer `pid` of stage k is gone: finish what it held, flagged. */
+static int reclaim_ordered(fe_ring *r, uint32_t k, pid_t pid)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    uint64_t done = atomic_load_explicit(&st->c_done, memory_order_acquire);
+    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    for (uint64_t s = done; s != claim; s++)
+        flag_failed(r, s);
+    /* release: the failed flags and the items move on to the next stage */
+    atomic_store_explicit(&st->c_done, claim, memory_order_release);
+    atomic_fetch_add_explicit(&st->failed, claim - done, memory_order_relaxed);
+    int32_t expect = pid;
+    atomic_compare_exchange_strong_explicit(&st->owner, &expect, 0, memory_order_acq_rel,
+                                            memory_order_relaxed);
+    wake(r, k);
+    return (int)(claim - done);
+}
+
+int fe_reclaim(fe_ring *r, pid_t pid)
+{
+    struct fe_hdr *h = r->h;
+    if (pid <= 0)
+        return -EINVAL;
+    int total = 0;
+    for (uint32_t k = 1; k <= h->nstages; k++) {
+        struct fe_stage_line *st = &h->stage[k];
+        if (h->kinds[k] == FE_ORDERED) {
+            if (atomic_load_explicit(&st->owner, memory_order_acquire) == pid)
+                total += reclaim_ordered(r, k, pid);
+            continue;
+        }
+        uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+        uint64_t from = claim >= h->slots ? claim - h->slots : 0;
+        int count = 0;
+        for (uint64_t s = from; s != claim; s++) {
+            struct fe_slot_hdr *sh = slot_hdr(r, s);
+            if (atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s ||
+                atomic_load_explicit(&sh->owner, memory_order_relaxed) != pid ||
+                finished(r, k, s) || !finished(r, k - 1, s))
+                continue;
+            flag_failed(r, s);
+            /* release: pairs with the acquire in finished(); the failed flag and
+             * the item move on as if the member had finished it */
+            atomic_store_explicit(&sh->stamp[k - 1], s, memory_order_release);
+            count++;
+        }
+        if (count) {
+            atomic_fetch_add_explicit(&st->c_done, (uint64_t)count, memory_order_relaxed);
+            atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed);
+            wake(r, k);
+            total += count;
+        }
+    }
+    int32_t expect = pid; /* a dead producer's role becomes free */
+    atomic_compare_exchange_strong_explicit(&h->stage[0].owner, &expect, 0, memory_order_acq_rel,
+                                            memory_order_relaxed);
+    return total;
+}
+
+int fe_failed(const fe_ring *r, uint64_t seq)
+{
+    if (!fe_in_ring(r, seq))
+        return -EINVAL;
+    return atomic_load_explicit(&slot_hdr(r, seq)->failed_seq, memory_order_acquire) == seq;
+}
+
+void fe_abort(fe_ring *r)
+{
+    /* seq_cst with the bumps: every waiter either sees the flag in its re-check
+     * or is asleep on a word that changes */
+    atomic_store_explicit(&r->h->aborted, 1, memory_order_seq_cst);
+    for (uint32_t k = 0; k <= r->h->nstages; k++)
+        wake_unconditionally(r, k);
+}
+
+int fe_aborted(const fe_ring *r) { return aborted(r); }
+
+int fe_stats(const fe_ring *r, uint32_t stage, fe_stage_stats *out)
+{
+    if (stage > r->h->nstages || !out)
+        return -EINVAL;
+    const struct fe_stage_line *st = &r->h->stage[stage];
+    out->items = atomic_load_explicit(&st->c_done, memory_order_relaxed);
+    out->taken = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
+    out->waits = atomic_load_explicit(&st->waits, memory_order_relaxed);
+    out->stalls = atomic_load_explicit(&st->stalls, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&st->failed, memory_order_relaxed);
+    return 0;
+}
+
+const char *fe_strerror(int rc)
+{
+    switch (rc) {
+    case FE_OK: return "success";
+    case FE_EOF: return "end of stream";
+    case FE_ABORTED: return "ring aborted";
+    case FE_EBADRING: return "not a frame-engine ring (bad magic or size)";
+    case FE_EVERSION: return "a frame-engine ring of another layout version";
+    case FE_ENOTHELD: return "sequence not held by the caller";
+    case FE_ECLOSED: return "ring is closed";
+    case -EBUSY: return "role already held by another live process";
+    case -EPIPE: return "stream already ended";
+    default: return rc < 0 ? strerror(-rc) : "unknown status";
+    }
+}
