@@ -1,0 +1,446 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Binding of the C ring (csrc/ring.h): `Ring`, numpy views of slots, GIL-free waits."""
+
+import atexit
+import os
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport Py_INCREF
+from libc.errno cimport EBUSY, EINTR, EINVAL, ENOENT, EPIPE, ETIMEDOUT, EEXIST
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from engine._cring cimport *
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_NewFromDescr(object subtype, cnp.dtype descr, int nd, cnp.npy_intp *dims,
+                                cnp.npy_intp *strides, void *data, int flags, object obj)
+
+_KINDS = {"pool": FE_POOL, "ordered": FE_ORDERED}
+_KIND_NAMES = {FE_PRODUCER: "producer", FE_POOL: "pool", FE_ORDERED: "ordered"}
+
+# Names of the segments this process created and has not unlinked: removed at exit,
+# whether the interpreter exits cleanly, on an exception or on Ctrl-C.
+_created = {}
+
+
+def _unlink_created():
+    pid = os.getpid()
+    for name, creator in list(_created.items()):
+        if creator == pid:
+            fe_unlink(name.encode())
+        _created.pop(name, None)
+
+
+atexit.register(_unlink_created)
+
+
+class RingAborted(RuntimeError):
+    """The ring was aborted: every wait on it fails from then on."""
+
+
+cdef int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef int64_t _timeout_ns(timeout) except? -2:
+    if timeout is None:
+        return -1
+    t = float(timeout)
+    if not t >= 0:  # also refuses NaN
+        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
+    return <int64_t>(t * 1e9)
+
+
+cdef int _check(int rc, str ring, str what) except -1:
+    """Turn a C status into an exception that names the ring and the operation."""
+    if rc >= 0:
+        return 0
+    if rc == -ETIMEDOUT:
+        raise TimeoutError(f"ring {ring}: {what} timed out")
+    if rc == FE_EOF:
+        raise EOFError(f"ring {ring}: {what}: end of stream")
+    if rc == FE_ABORTED:
+        raise RingAborted(f"ring {ring}: {what}: the ring was aborted")
+    if rc == FE_ENOTHELD:
+        raise ValueError(f"ring {ring}: {what}: sequence not held by this caller")
+    if rc == -EBUSY:
+        raise RuntimeError(f"ring {ring}: {what}: the role is held by another live process")
+    if rc == -EPIPE:
+        raise RuntimeError(f"ring {ring}: {what}: the stream has already ended")
+    if rc == -ENOENT:
+        raise FileNotFoundError(f"ring {ring}: no such shared-memory segment")
+    if rc == -EEXIST:
+        raise FileExistsError(f"ring {ring}: a segment of that name exists")
+    if rc == FE_EBADRING or rc == FE_EVERSION:
+        raise ValueError(f"ring {ring}: {fe_strerror(rc).decode()}")
+    if rc == -EINVAL:
+        raise ValueError(f"ring {ring}: {what}: invalid argument")
+    raise OSError(-rc, f"ring {ring}: {what}: {fe_strerror(rc).decode()}")
+
+
+cdef class _Mapping:
+    """Owns the C handle and so the mapping.  Every numpy view holds a reference,
+    as does every wait in flight: the memory goes away only with the last of them."""
+    cdef fe_ring *r
+
+    def __dealloc__(self):
+        if self.r is not NULL:
+            fe_close(self.r)
+            self.r = NULL
+
+
+cdef class Ring:
+    """A shared-memory ring of frame slots: one producer, then stages of consumers.
+
+    Create it with `Ring.create(...)`, open it elsewhere with `Ring.open(name)`.
+    """
+    cdef _Mapping _m
+    cdef readonly str name
+    cdef readonly uint32_t slots
+    cdef readonly uint64_t slot_bytes
+    cdef readonly uint64_t stride
+    cdef readonly uint32_t lookback
+    cdef readonly tuple stages
+    cdef uint32_t _nstages
+    cdef int _creator_pid  # this process's pid if it created the segment, else 0
+
+    def __cinit__(self):
+        self._m = None
+
+    @staticmethod
+    def create(slots: int = 64, slot_bytes: int = 4096, stages=("pool", "ordered"),
+               lookback: int = 0, name: str | None = None) -> "Ring":
+        """Create and size a new segment; `stages` lists the consumer stages in order."""
+        cdef fe_config cfg
+        cdef fe_ring *r = NULL
+        if isinstance(stages, str):
+            stages = (stages,)
+        stages = tuple(stages)
+        if not 1 <= len(stages) <= FE_MAX_STAGES - 1:
+            raise ValueError(f"stages must list 1 to {FE_MAX_STAGES - 1} consumer stages, not {len(stages)}")
+        for i, kind in enumerate(stages):
+            if kind not in _KINDS:
+                raise ValueError(f"stage {i + 1}: kind must be 'pool' or 'ordered', not {kind!r}")
+            cfg.kinds[i] = _KINDS[kind]
+        if slots < 2 or slots & (slots - 1) or slots > 1 << 30:
+            raise ValueError(f"slots must be a power of two from 2 to 2**30, not {slots}")
+        if slot_bytes < 1:
+            raise ValueError(f"slot_bytes must be at least 1, not {slot_bytes}")
+        if not 0 <= lookback < slots:
+            raise ValueError(f"lookback must be from 0 to slots - 1 ({slots - 1}), not {lookback}")
+        cfg.slots = slots
+        cfg.slot_bytes = slot_bytes
+        cfg.nstages = len(stages)
+        cfg.lookback = lookback
+        bname = name.encode() if name is not None else None
+        cdef const char *cname = NULL
+        if bname is not None:
+            cname = bname
+        with nogil:
+            rc = fe_create(cname, &cfg, &r)
+        _check(rc, name or "(new)", "create")
+        ring = Ring._wrap(r)
+        ring._creator_pid = os.getpid()
+        _created[ring.name] = ring._creator_pid
+        return ring
+
+    @staticmethod
+    def open(name: str) -> "Ring":
+        """Attach to an existing ring by name; the header is checked first."""
+        cdef fe_ring *r = NULL
+        bname = name.encode()
+        rc = fe_open(bname, &r)
+        _check(rc, name, "open")
+        return Ring._wrap(r)
+
+    @staticmethod
+    cdef Ring _wrap(fe_ring *r):
+        cdef Ring ring = Ring.__new__(Ring)
+        cdef _Mapping m = _Mapping.__new__(_Mapping)
+        m.r = r
+        ring._m = m
+        ring.name = fe_name(r).decode()
+        ring.slots = fe_slots(r)
+        ring.slot_bytes = fe_slot_bytes(r)
+        ring.stride = fe_stride(r)
+        ring.lookback = fe_lookback(r)
+        ring._nstages = fe_nstages(r)
+        ring.stages = tuple(_KIND_NAMES[fe_stage_kind(r, k)] for k in range(1, ring._nstages + 1))
+        ring._creator_pid = 0
+        return ring
+
+    cdef inline fe_ring *_h(self) except NULL:
+        if self._m is None:
+            raise ValueError(f"ring {self.name}: ring is closed")
+        return self._m.r
+
+    cdef int _stage(self, stage) except -1:
+        if not 1 <= stage <= self._nstages:
+            raise ValueError(
+                f"ring {self.name}: stage {stage} does not exist: the consumer stages are "
+                f"1..{self._nstages} {self.stages}")
+        return stage
+
+    # ---- properties ----------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._m is None
+
+    @property
+    def creator(self) -> int:
+        """The pid of the process that created the segment."""
+        return fe_creator(self._h())
+
+    @property
+    def creator_start(self) -> int:
+        """The creator's start time (/proc/<pid>/stat field 22), to tell a reused pid."""
+        return fe_creator_start(self._h())
+
+    @property
+    def end_seq(self):
+        """None until the producer ends the stream, then the number of items in it."""
+        cdef uint64_t e = fe_end_seq(self._h())
+        return None if e == <uint64_t>-1 else e
+
+    @property
+    def aborted(self) -> bool:
+        return fe_aborted(self._h()) != 0
+
+    @property
+    def spin_ns(self):
+        raise AttributeError("spin_ns is write-only")
+
+    @spin_ns.setter
+    def spin_ns(self, ns):
+        """How long a wait spins before it sleeps, for this handle (default 20 us)."""
+        fe_set_spin_ns(self._h(), int(ns))
+
+    # ---- producer ------------------------------------------------------
+
+    def claim(self, n: int = 1, timeout=None) -> int:
+        """Wait for n free slots; return the first of n consecutive sequences."""
+        cdef fe_ring *r = self._h()
+        cdef _Mapping keep = self._m  # the mapping outlives a close() from another thread
+        cdef uint64_t seq = 0
+        cdef int64_t t = _timeout_ns(timeout)
+        cdef int64_t deadline = _now_ns() + t if t > 0 else 0
+        cdef int rc
+        cdef uint32_t cn
+        if not 1 <= n <= self.slots - self.lookback:
+            raise ValueError(
+                f"ring {self.name}: claim of {n} items: must be 1..{self.slots - self.lookback} "
+                f"(slots - lookback)")
+        cn = n
+        while True:
+            with nogil:
+                rc = fe_claim(r, cn, t, &seq)
+            if rc != -EINTR:
+                break
+            PyErr_CheckSignals()  # raises KeyboardInterrupt on Ctrl-C
+            if t > 0:
+                t = max(deadline - _now_ns(), 0)
+        _check(rc, self.name, f"claim of {n}")
+        return seq
+
+    def publish(self, seq: int, n: int = 1) -> None:
+        """Hand claimed items, in order, to stage 1."""
+        cdef fe_ring *r = self._h()
+        if n < 1:
+            raise ValueError(f"ring {self.name}: publish of {n} items")
+        rc = fe_publish(r, seq, n)
+        if rc == FE_ENOTHELD:
+            raise ValueError(f"ring {self.name}: publish {seq}..{seq + n - 1}: not the next "
+                             f"claimed, unpublished items of this producer")
+        _check(rc, self.name, "publish")
+
+    def end(self) -> None:
+        """End the stream after the published items; consumers drain, then get EOFError."""
+        _check(fe_end(self._h()), self.name, "end")
+
+    def abort(self) -> None:
+        """Wake every waiter with RingAborted, now and for every later wait."""
+        fe_abort(self._h())
+
+    # ---- consumers -----------------------------------------------------
+
+    def take(self, stage: int = 1, max_n: int = 1, timeout=None) -> tuple:
+        """Wait for items at `stage`; return (seq, n), a run of 1..max_n items.
+        Raises EOFError once the stream ended and the stage is drained."""
+        cdef fe_ring *r = self._h()
+        cdef _Mapping keep = self._m
+        cdef uint32_t cstage = self._stage(stage)
+        cdef uint64_t seq = 0
+        cdef uint32_t n = 0
+        cdef int64_t t = _timeout_ns(timeout)
+        cdef int64_t deadline = _now_ns() + t if t > 0 else 0
+        cdef int rc
+        if max_n < 1:
+            raise ValueError(f"ring {self.name}: max_n must be at least 1, not {max_n}")
+        cdef uint32_t cmax = min(max_n, self.slots)
+        while True:
+            with nogil:
+                rc = fe_take(r, cstage, cmax, t, &seq, &n)
+            if rc != -EINTR:
+                break
+            PyErr_CheckSignals()
+            if t > 0:
+                t = max(deadline - _now_ns(), 0)
+        _check(rc, self.name, f"take at stage {stage}")
+        return seq, n
+
+    def done(self, stage: int, seq: int, n: int = 1) -> None:
+        """Finish items this caller holds at `stage`; they move on to the next stage."""
+        cdef fe_ring *r = self._h()
+        cdef uint32_t cstage = self._stage(stage)
+        if not 1 <= n <= self.slots:
+            raise ValueError(f"ring {self.name}: done of {n} items: must be 1..{self.slots}")
+        rc = fe_done(r, cstage, seq, n)
+        if rc == FE_ENOTHELD:
+            raise ValueError(f"ring {self.name}: done {seq}..{seq + n - 1} at stage {stage}: "
+                             f"not held by this caller at that stage")
+        _check(rc, self.name, f"done at stage {stage}")
+
+    def ready(self, stage: int) -> int:
+        """Items waiting for `stage` right now."""
+        return fe_ready(self._h(), self._stage(stage))
+
+    # ---- supervisor ----------------------------------------------------
+
+    def reclaim(self, pid: int) -> int:
+        """Move on the items a dead process held, flagged failed; return how many."""
+        rc = fe_reclaim(self._h(), pid)
+        _check(rc, self.name, f"reclaim of pid {pid}")
+        return rc
+
+    def failed(self, seq: int) -> bool:
+        """True if a stage gave up on item `seq` (its holder died)."""
+        rc = fe_failed(self._h(), seq)
+        if rc < 0:
+            raise ValueError(f"ring {self.name}: item {seq} is not in the ring")
+        return rc == 1
+
+    def stats(self, stage=None):
+        """Counters of one stage (0 = producer), or a list of all: items, taken,
+        waits, stalls, failed.  Read without a lock; each value is exact, the set
+        is not a snapshot."""
+        cdef fe_ring *r = self._h()
+        cdef fe_stage_stats s
+        if stage is None:
+            return [self.stats(k) for k in range(self._nstages + 1)]
+        if not 0 <= stage <= self._nstages:
+            self._stage(stage)
+        fe_stats(r, stage, &s)
+        return {"items": s.items, "taken": s.taken, "waits": s.waits, "stalls": s.stalls,
+                "failed": s.failed}
+
+    # ---- memory ----------------------------------------------------------
+
+    def view(self, seq: int, shape=None, dtype=np.uint8, readonly: bool = False):
+        """A numpy array over the slot of `seq`, no copy: by default the slot's bytes;
+        with `shape`/`dtype`, an array of that layout at the start of the slot."""
+        cdef fe_ring *r = self._h()
+        if not fe_in_ring(r, seq):
+            raise ValueError(f"ring {self.name}: item {seq} is not in the ring "
+                             f"(not claimed yet, or its slot was reused)")
+        return self._array(fe_slot(r, seq), 0, shape, dtype, readonly)
+
+    def views(self, seq: int, n: int, shape=None, dtype=np.uint8, readonly: bool = False):
+        """One array over the run of items [seq, seq + n): axis 0 is the item."""
+        cdef fe_ring *r = self._h()
+        if not 1 <= n <= self.slots:
+            raise ValueError(f"ring {self.name}: views of {n} items: must be 1..{self.slots}")
+        if not (fe_in_ring(r, seq) and fe_in_ring(r, seq + n - 1)):
+            raise ValueError(f"ring {self.name}: items {seq}..{seq + n - 1} are not all in the ring")
+        return self._array(fe_slot(r, seq), n, shape, dtype, readonly)
+
+    cdef object _array(self, void *ptr, Py_ssize_t n, shape, dtype, bint readonly):
+        cdef cnp.npy_intp dims[34]
+        cdef cnp.npy_intp strides[34]
+        cdef int nd = 0, i
+        cdef cnp.dtype dt = np.dtype(dtype)
+        cdef Py_ssize_t itemsize = dt.itemsize
+        cdef Py_ssize_t size = itemsize
+        if shape is None:
+            shape = (self.slot_bytes // itemsize,)
+        elif isinstance(shape, int):
+            shape = (shape,)
+        if len(shape) > 32:
+            raise ValueError("shape has too many dimensions")
+        if n:
+            dims[0] = n
+            strides[0] = self.stride
+            nd = 1
+        for d in shape:
+            if d < 0:
+                raise ValueError(f"ring {self.name}: negative dimension in shape {shape}")
+            dims[nd] = d
+            nd += 1
+            size *= d
+        if size > <Py_ssize_t>self.slot_bytes:
+            raise ValueError(f"ring {self.name}: an item of shape {tuple(shape)} and dtype {dt} "
+                             f"({size} bytes) is larger than a slot ({self.slot_bytes} bytes)")
+        # C-contiguous strides inside the item; axis 0 of a run steps by the slot stride
+        cdef Py_ssize_t acc = itemsize
+        i = nd - 1
+        while i >= (1 if n else 0):
+            strides[i] = acc
+            acc *= dims[i]
+            i -= 1
+        cdef int flags = cnp.NPY_ARRAY_ALIGNED | (0 if readonly else cnp.NPY_ARRAY_WRITEABLE)
+        Py_INCREF(dt)  # PyArray_NewFromDescr steals a reference to the descriptor
+        arr = PyArray_NewFromDescr(np.ndarray, dt, nd, dims, strides, ptr, flags, None)
+        cnp.set_array_base(arr, self._m)  # the view keeps the mapping alive
+        return arr
+
+    def write(self, seq: int, data) -> None:
+        """Copy a bytes-like object into the slot of `seq`."""
+        cdef fe_ring *r = self._h()
+        cdef const unsigned char[::1] src = memoryview(data).cast("B")
+        if <uint64_t>src.shape[0] > self.slot_bytes:
+            raise ValueError(f"ring {self.name}: an item of {src.shape[0]} bytes is larger than "
+                             f"a slot ({self.slot_bytes} bytes)")
+        if not fe_in_ring(r, seq):
+            raise ValueError(f"ring {self.name}: item {seq} is not in the ring")
+        if src.shape[0]:
+            memcpy(fe_slot(r, seq), &src[0], src.shape[0])
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach.  Views handed out stay valid: the mapping goes with the last of them."""
+        self._m = None
+
+    def unlink(self) -> None:
+        """Remove the segment's name; attached processes keep their mapping."""
+        rc = fe_unlink(self.name.encode())
+        _created.pop(self.name, None)
+        if rc != -ENOENT:
+            _check(rc, self.name, "unlink")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Close, and unlink if this process created the ring."""
+        self.close()
+        if self._creator_pid == os.getpid():
+            self.unlink()
+        return False
+
+    def __reduce__(self):
+        # Crossing a process boundary (spawn, pickle) reopens by name.
+        return (Ring.open, (self.name,))
+
+    def __repr__(self):
+        state = "closed" if self._m is None else f"{self.slots} slots of {self.slot_bytes} B"
+        return f"<Ring {self.name}: {state}, stages {self.stages}, lookback {self.lookback}>"
