@@ -13,3 +13,16 @@ def wait_until(cond, what: str, timeout: float = 20.0, interval: float = 0.001):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def tool(name: str) -> str:
+    """A command installed with the test environment: beside this interpreter
+    first (a venv's bin/ need not be on PATH), then on PATH."""
+    import os
+    import shutil
+    import sys
+
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    found = here if os.access(here, os.X_OK) else shutil.which(name)
+    assert found, f"{name} is not installed (pip install '.[test]')"
+    return found
