@@ -51,13 +51,37 @@ cdef int64_t _now_ns() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
-cdef int64_t _timeout_ns(timeout) except? -2:
+# A wait sleeps at most this long before it looks at signals again: Ctrl-C normally
+# interrupts the futex wait at once (EINTR), but one that lands in the spin before
+# the sleep would otherwise go unseen until the wait ends.
+cdef int64_t _SLICE_NS = 500_000_000
+
+
+cdef int64_t _deadline(timeout) except? -2:
+    """Absolute CLOCK_MONOTONIC deadline in ns for a timeout in seconds; -1 for None."""
     if timeout is None:
         return -1
     t = float(timeout)
     if not t >= 0:  # also refuses NaN
         raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
-    return <int64_t>(t * 1e9)
+    return _now_ns() + <int64_t>(t * 1e9)
+
+
+cdef inline int64_t _slice(int64_t deadline) noexcept nogil:
+    """How long the next wait may sleep."""
+    if deadline < 0:
+        return _SLICE_NS
+    cdef int64_t left = deadline - _now_ns()
+    return 0 if left < 0 else (left if left < _SLICE_NS else _SLICE_NS)
+
+
+cdef bint _again(int rc, int64_t deadline) except -1:
+    """After a wait returned rc: run signal handlers (raising KeyboardInterrupt on
+    Ctrl-C), and say whether to wait again (interrupted, or a slice ended early)."""
+    if rc != -EINTR and rc != -ETIMEDOUT:
+        return False
+    PyErr_CheckSignals()
+    return rc == -EINTR or deadline < 0 or _now_ns() < deadline
 
 
 cdef int _check(int rc, str ring, str what) except -1:
@@ -232,8 +256,7 @@ cdef class Ring:
         cdef fe_ring *r = self._h()
         cdef _Mapping keep = self._m  # the mapping outlives a close() from another thread
         cdef uint64_t seq = 0
-        cdef int64_t t = _timeout_ns(timeout)
-        cdef int64_t deadline = _now_ns() + t if t > 0 else 0
+        cdef int64_t deadline = _deadline(timeout)
         cdef int rc
         cdef uint32_t cn
         if not 1 <= n <= self.slots - self.lookback:
@@ -243,12 +266,9 @@ cdef class Ring:
         cn = n
         while True:
             with nogil:
-                rc = fe_claim(r, cn, t, &seq)
-            if rc != -EINTR:
+                rc = fe_claim(r, cn, _slice(deadline), &seq)
+            if not _again(rc, deadline):
                 break
-            PyErr_CheckSignals()  # raises KeyboardInterrupt on Ctrl-C
-            if t > 0:
-                t = max(deadline - _now_ns(), 0)
         _check(rc, self.name, f"claim of {n}")
         return seq
 
@@ -281,20 +301,16 @@ cdef class Ring:
         cdef uint32_t cstage = self._stage(stage)
         cdef uint64_t seq = 0
         cdef uint32_t n = 0
-        cdef int64_t t = _timeout_ns(timeout)
-        cdef int64_t deadline = _now_ns() + t if t > 0 else 0
+        cdef int64_t deadline = _deadline(timeout)
         cdef int rc
         if max_n < 1:
             raise ValueError(f"ring {self.name}: max_n must be at least 1, not {max_n}")
         cdef uint32_t cmax = min(max_n, self.slots)
         while True:
             with nogil:
-                rc = fe_take(r, cstage, cmax, t, &seq, &n)
-            if rc != -EINTR:
+                rc = fe_take(r, cstage, cmax, _slice(deadline), &seq, &n)
+            if not _again(rc, deadline):
                 break
-            PyErr_CheckSignals()
-            if t > 0:
-                t = max(deadline - _now_ns(), 0)
         _check(rc, self.name, f"take at stage {stage}")
         return seq, n
 
