@@ -43,7 +43,7 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned
 #define FE_MAGIC UINT64_C(0x31676e6972656600) /* "\0fering1" */
 #define FE_LAYOUT 1u
 #define CACHE_LINE 64
-#define PAGE 4096u
+#define MIN_PAGE 4096u
 #define DEFAULT_SPIN_NS 20000
 #define NO_END UINT64_MAX
 
@@ -55,17 +55,19 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned
 #define cpu_relax() ((void)0)
 #endif
 
-/* Written by the members of stage k (stage 0: the producer). */
+/* Written by the members of stage k (for stage 0, the producer: the c_ prefix
+ * means "this stage's cursor", whoever the stage is). */
 struct fe_stage_line {
     _Atomic uint64_t c_claim; /* next sequence to hand out (stage 0: to claim) */
     _Atomic uint64_t c_done;  /* items finished; for in-order stages (producer,
                                  ordered) also the frontier: every s < c_done is
                                  finished */
-    _Atomic uint64_t waits;
+    _Atomic uint64_t waits;   /* counters: relaxed, read by anyone for stats */
     _Atomic uint64_t stalls;
     _Atomic uint64_t failed;
-    _Atomic int32_t owner; /* producer / ordered consumer pid, 0 if none */
-    uint32_t pad_;
+    _Atomic uint64_t owner;   /* producer / ordered consumer: role token (pid << 32 |
+                                 handle id), 0 if free, RECLAIMING while a
+                                 supervisor reclaims it */
 } __attribute__((aligned(CACHE_LINE)));
 
 /* Futex handshake for those waiting on stage k's progress (stage k+1's members,
@@ -80,15 +82,16 @@ struct fe_hdr {
      * magic is stored last at create (release), loaded first at open (acquire). */
     _Atomic uint64_t magic;
     uint32_t version;
-    uint32_t hdr_bytes;
+    uint32_t pad0_;
+    uint64_t hdr_bytes;
     uint64_t total_bytes;
-    uint64_t pad0_[5];
+    uint64_t pad1_[4];
 
     /* Control, written rarely by the producer or a supervisor. */
     _Atomic uint64_t end_seq; /* NO_END until fe_end() */
     _Atomic uint32_t aborted;
-    uint32_t pad1_;
-    uint64_t pad2_[6];
+    uint32_t pad2_;
+    uint64_t pad3_[6];
 
     struct fe_stage_line stage[FE_MAX_STAGES];
     struct fe_wait_line wait[FE_MAX_STAGES];
@@ -117,8 +120,8 @@ struct fe_slot_hdr {
     _Atomic uint64_t stamp[FE_MAX_STAGES - 1]; /* stamp[k-1]: last seq pool stage k finished here */
     _Atomic uint64_t owner_seq;                /* the seq a pool member recorded as held */
     _Atomic uint64_t failed_seq;               /* the last seq flagged failed here */
-    _Atomic int32_t owner;                     /* pid of the pool member holding owner_seq */
-    uint32_t pad_;
+    _Atomic uint64_t owner;                    /* hold token of that member: pid << 32 |
+                                                  stage << 24 | handle id */
 };
 _Static_assert(sizeof(struct fe_slot_hdr) == CACHE_LINE, "one line per slot header");
 
@@ -133,6 +136,7 @@ struct fe_ring {
     uint64_t stride;
     int64_t spin_ns;
     pid_t pid;
+    uint32_t hid; /* this handle's id, 24 bits, never 0: tells handles of one process apart */
     unsigned fork_gen;
     /* producer */
     bool producer;
@@ -146,10 +150,55 @@ struct fe_ring {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+#define RECLAIMING UINT64_MAX /* a role's owner while a supervisor reclaims it */
+#define HID_MASK 0xFFFFFFu
+
+/* Role token (producer, ordered consumer) and hold token (a pool member's
+ * record on a slot).  fe_reclaim(pid) matches the pid part. */
+static inline uint64_t role_token(const fe_ring *r) { return (uint64_t)(uint32_t)r->pid << 32 | r->hid; }
+static inline uint64_t hold_token(const fe_ring *r, uint32_t stage)
+{
+    return (uint64_t)(uint32_t)r->pid << 32 | (uint64_t)stage << 24 | r->hid;
+}
+static inline pid_t token_pid(uint64_t t) { return (pid_t)(t >> 32); }
+#define HOLD_PID_STAGE_MASK UINT64_C(0xFFFFFFFFFF000000)
+
+static uint64_t page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > (long)MIN_PAGE ? (uint64_t)p : MIN_PAGE;
+}
+
+/* now + ns, saturating, so that a huge timeout means "forever", not a wrap. */
+static int64_t deadline_after(int64_t now, int64_t ns)
+{
+    return ns < 0 || ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
 static _Atomic unsigned fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed); }
-static void register_fork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+/* The mappings of this process, one per segment, shared by its handles: fewer
+ * address-space reservations, and ThreadSanitizer (which tracks addresses) sees
+ * the synchronisation between threads that use separate handles. */
+struct fe_map {
+    struct fe_map *next;
+    dev_t dev;
+    ino_t ino;
+    void *base;
+    size_t span;
+    unsigned refs;
+};
+static struct fe_map *maps;
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_fork_prepare(void) { pthread_mutex_lock(&maps_lock); }
+static void on_fork_parent(void) { pthread_mutex_unlock(&maps_lock); }
+static void on_fork_child(void)
+{
+    pthread_mutex_unlock(&maps_lock);
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+static void register_fork(void) { pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child); }
 
 /* A handle used in a forked child acts for the child: its pid and roles change. */
 static void refresh_pid(fe_ring *r)
@@ -170,32 +219,52 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static char proc_state(pid_t pid); /* below */
+
+/* A process that exists and is not a zombie. */
 static bool pid_alive(pid_t pid)
 {
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+        return false;
+    char st = proc_state(pid);
+    return st != 'Z' && st != 'X';
+}
+
+/* Field `want` (>= 3) of /proc/<pid>/stat, as text in buf; NULL if unreadable. */
+static const char *proc_stat_field(pid_t pid, int want, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields resume after ')' */
+    if (!p)
+        return NULL;
+    int field = 2;
+    for (; *p && field < want; p++)
+        if (*p == ' ')
+            field++;
+    return *p ? p : NULL;
 }
 
 static uint64_t proc_start_time(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields resume after ')' */
-    if (!p)
-        return 0;
-    /* after ')' come fields 3.. ; starttime is field 22 */
-    int field = 2;
-    for (; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    return strtoull(p, NULL, 10);
+    char buf[1024];
+    const char *f = proc_stat_field(pid, 22, buf, sizeof buf);
+    return f ? strtoull(f, NULL, 10) : 0;
+}
+
+static char proc_state(pid_t pid)
+{
+    char buf[1024];
+    const char *f = proc_stat_field(pid, 3, buf, sizeof buf);
+    return f ? f[0] : '?';
 }
 
 static int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
@@ -233,6 +302,7 @@ static void wake(fe_ring *r, uint32_t k)
     }
 }
 
+/* For fe_abort(): seq_cst, after the seq_cst store of the flag there. */
 static void wake_unconditionally(fe_ring *r, uint32_t k)
 {
     atomic_fetch_add_explicit(&r->h->wait[k].evt, 1, memory_order_seq_cst);
@@ -295,10 +365,12 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
     if (timeout_ns == 0)
         return -ETIMEDOUT;
     int64_t start = now_ns();
-    int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+    int64_t deadline = deadline_after(start, timeout_ns);
 
     /* Spin briefly: a handoff between two running processes is ~100 ns. */
-    int64_t spin_end = start + (r->spin_ns < timeout_ns || timeout_ns < 0 ? r->spin_ns : timeout_ns);
+    int64_t spin_end = deadline_after(start, r->spin_ns);
+    if (spin_end > deadline)
+        spin_end = deadline;
     while (r->spin_ns > 0) {
         for (int i = 0; i < 64; i++) {
             cpu_relax();
@@ -331,8 +403,8 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (cond(r, arg))
             return 0;
-        if (rc == -EINTR)
-            return -EINTR;
+        if (rc != 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
+            return rc; /* EINTR for the caller to look at signals; anything else is fatal */
         /* woken for another reason, the word moved, or the timeout: loop re-checks */
     }
 }
@@ -363,18 +435,37 @@ static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *
 {
     size_t total = data_off + data_bytes;
     size_t span = total + data_bytes;
-    void *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
+    struct stat st;
+    if (fstat(fd, &st) != 0)
         return -errno;
-    void *a = mmap(base, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-    void *b = a == MAP_FAILED ? MAP_FAILED
-                              : mmap((uint8_t *)base + total, data_bytes, PROT_READ | PROT_WRITE,
-                                     MAP_SHARED | MAP_FIXED, fd, (off_t)data_off);
-    if (a == MAP_FAILED || b == MAP_FAILED) {
-        int e = errno;
-        munmap(base, span);
-        return -e;
+    pthread_mutex_lock(&maps_lock);
+    struct fe_map *m = maps;
+    while (m && !(m->dev == st.st_dev && m->ino == st.st_ino && m->span == span))
+        m = m->next;
+    if (!m) {
+        void *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        void *a = base == MAP_FAILED ? MAP_FAILED
+                                     : mmap(base, total, PROT_READ | PROT_WRITE,
+                                            MAP_SHARED | MAP_FIXED, fd, 0);
+        void *b = a == MAP_FAILED ? MAP_FAILED
+                                  : mmap((uint8_t *)base + total, data_bytes,
+                                         PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+                                         (off_t)data_off);
+        m = b == MAP_FAILED ? NULL : malloc(sizeof *m);
+        if (!m) {
+            int e = b == MAP_FAILED ? errno : ENOMEM;
+            if (base != MAP_FAILED)
+                munmap(base, span);
+            pthread_mutex_unlock(&maps_lock);
+            return -e;
+        }
+        *m = (struct fe_map){.next = maps, .dev = st.st_dev, .ino = st.st_ino, .base = base,
+                             .span = span, .refs = 0};
+        maps = m;
     }
+    m->refs++;
+    pthread_mutex_unlock(&maps_lock);
+    void *base = m->base;
     r->h = base;
     r->sh = (struct fe_slot_hdr *)((uint8_t *)base + sizeof(struct fe_hdr));
     r->data = (uint8_t *)base + data_off;
@@ -384,6 +475,7 @@ static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *
 
 static fe_ring *new_handle(const char *name)
 {
+    static _Atomic uint32_t next_hid = 1;
     pthread_once(&fork_once, register_fork);
     fe_ring *r = calloc(1, sizeof *r);
     if (!r)
@@ -392,6 +484,9 @@ static fe_ring *new_handle(const char *name)
     r->spin_ns = DEFAULT_SPIN_NS;
     r->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
     r->pid = getpid();
+    do
+        r->hid = atomic_fetch_add_explicit(&next_hid, 1, memory_order_relaxed) & HID_MASK;
+    while (r->hid == 0);
     return r;
 }
 
@@ -418,10 +513,11 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
 
     /* Stride: 64-byte aligned; page aligned for large slots; and the data region
      * a whole number of pages, so that it can be mapped twice. */
-    uint64_t stride = round_up(cfg->slot_bytes, cfg->slot_bytes >= PAGE ? PAGE : CACHE_LINE);
-    if ((stride * cfg->slots) % PAGE)
-        stride = round_up(stride, PAGE / cfg->slots);
-    uint64_t hdr_bytes = round_up(sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr), PAGE);
+    uint64_t page = page_size();
+    uint64_t stride = round_up(cfg->slot_bytes, cfg->slot_bytes >= page ? page : CACHE_LINE);
+    if ((stride * cfg->slots) % page)
+        stride = round_up(stride, page / cfg->slots > CACHE_LINE ? page / cfg->slots : CACHE_LINE);
+    uint64_t hdr_bytes = round_up(sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr), page);
     uint64_t data_bytes = stride * cfg->slots;
     if (data_bytes / cfg->slots != stride || hdr_bytes + 2 * data_bytes < data_bytes)
         return -EINVAL;
@@ -464,7 +560,7 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
 
     struct fe_hdr *h = r->h;
     h->version = FE_LAYOUT;
-    h->hdr_bytes = (uint32_t)hdr_bytes;
+    h->hdr_bytes = hdr_bytes;
     h->total_bytes = total;
     h->slots = cfg->slots;
     h->nstages = cfg->nstages;
@@ -528,18 +624,23 @@ int fe_open(const char *name, fe_ring **out)
     }
     /* acquire: pairs with the release in fe_create() */
     uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-    uint64_t data_off = h->data_off, stride = h->stride, slots = h->slots;
+    uint64_t data_off = h->data_off, stride = h->stride, slots = h->slots, page = page_size();
     rc = 0;
     if (magic != FE_MAGIC)
         rc = FE_EBADRING;
     else if (h->version != FE_LAYOUT)
         rc = FE_EVERSION;
-    else if (slots < 2 || (slots & (slots - 1)) || h->nstages < 1 || h->nstages >= FE_MAX_STAGES ||
-             h->lookback >= slots || stride < h->slot_bytes || data_off % PAGE ||
+    else if (slots < 2 || (slots & (slots - 1)) || slots > (1u << 30) || h->nstages < 1 ||
+             h->nstages >= FE_MAX_STAGES || h->lookback >= slots || stride < h->slot_bytes ||
+             stride % CACHE_LINE || stride > (UINT64_MAX / 4) / slots || data_off % page ||
+             data_off > UINT64_MAX / 4 ||
              data_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
-             (stride * slots) % PAGE || h->total_bytes != data_off + stride * slots ||
-             h->total_bytes != (uint64_t)st.st_size)
+             (stride * slots) % page || h->total_bytes != data_off + stride * slots ||
+             h->total_bytes != (uint64_t)st.st_size || h->kinds[0] != FE_PRODUCER)
         rc = FE_EBADRING;
+    for (uint32_t k = 1; rc == 0 && k <= h->nstages; k++)
+        if (h->kinds[k] != FE_POOL && h->kinds[k] != FE_ORDERED)
+            rc = FE_EBADRING;
     munmap(h, sizeof *h);
     if (rc)
         goto out_fd;
@@ -560,11 +661,26 @@ out_fd:
     return rc;
 }
 
+static void release_roles(fe_ring *r); /* below */
+
 void fe_close(fe_ring *r)
 {
     if (!r)
         return;
-    munmap(r->h, r->map_bytes);
+    release_roles(r);
+    pthread_mutex_lock(&maps_lock);
+    for (struct fe_map **p = &maps; *p; p = &(*p)->next) {
+        struct fe_map *m = *p;
+        if (m->base == (void *)r->h) {
+            if (--m->refs == 0) {
+                munmap(m->base, m->span);
+                *p = m->next;
+                free(m);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&maps_lock);
     free(r);
 }
 
@@ -601,26 +717,37 @@ void *fe_slot(const fe_ring *r, uint64_t seq)
 
 int fe_in_ring(const fe_ring *r, uint64_t seq)
 {
+    /* acquire: pairs with the release in fe_claim(); sequences never wrap in
+     * practice (2^64 items), so plain comparison is right here */
     uint64_t head = atomic_load_explicit(&r->h->stage[0].c_claim, memory_order_acquire);
-    return (int64_t)(seq - head) < 0 && head - seq <= r->h->slots;
+    return seq < head && head - seq <= r->h->slots;
 }
 
 /* ---- roles -------------------------------------------------------------- */
 
-/* Become the owner of role `owner` (the producer's or an ordered stage's):
- * free, ours already, or held by a process that is gone. */
-static int acquire_role(fe_ring *r, _Atomic int32_t *owner)
+/* Become the owner of a role (the producer's or an ordered stage's): free, ours
+ * already, or held by a process that is gone.  *replaced is the dead owner's
+ * token we took over from (0 if none): its unfinished work is now ours to settle,
+ * and no supervisor can race us for it, since the owner is no longer that pid. */
+static int acquire_role(fe_ring *r, _Atomic uint64_t *owner, uint64_t *replaced)
 {
-    int32_t cur = atomic_load_explicit(owner, memory_order_acquire);
+    uint64_t me = role_token(r);
+    /* acquire: pairs with the release that freed the role (release_roles(),
+     * fe_reclaim()), so we see the cursors the last owner left */
+    uint64_t cur = atomic_load_explicit(owner, memory_order_acquire);
+    *replaced = 0;
     for (;;) {
-        if (cur == r->pid)
+        if (cur == me)
             return 0;
-        if (cur != 0 && pid_alive(cur))
-            return -EBUSY;
-        /* acq_rel: pairs with a previous owner's release of the role */
-        if (atomic_compare_exchange_weak_explicit(owner, &cur, r->pid, memory_order_acq_rel,
-                                                  memory_order_acquire))
+        if (cur == RECLAIMING ||
+            (cur != 0 && (token_pid(cur) == r->pid || pid_alive(token_pid(cur)))))
+            return -EBUSY; /* another handle, here or in a live process */
+        /* acq_rel: as the load above; the release side orders nothing we wrote */
+        if (atomic_compare_exchange_weak_explicit(owner, &cur, me, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            *replaced = cur;
             return 0;
+        }
     }
 }
 
@@ -629,16 +756,21 @@ static int become_producer(fe_ring *r)
     refresh_pid(r);
     if (r->producer)
         return 0;
-    int rc = acquire_role(r, &r->h->stage[0].owner);
+    uint64_t replaced;
+    int rc = acquire_role(r, &r->h->stage[0].owner, &replaced);
     if (rc)
         return rc;
     /* A producer that died may have claimed items it never published: they are
      * abandoned, and claiming starts again after the last published item. */
     struct fe_stage_line *p = &r->h->stage[0];
+    /* acquire: pairs with the release in fe_publish() of any earlier producer */
     r->p_pub = atomic_load_explicit(&p->c_done, memory_order_acquire);
     r->p_head = r->p_pub;
+    /* release: pairs with the acquire in fe_in_ring() */
     atomic_store_explicit(&p->c_claim, r->p_head, memory_order_release);
-    r->p_free = r->p_pub >= r->h->slots ? r->p_pub - r->h->slots : 0;
+    /* Every item claimed so far left room for itself, so everything before
+     * p_pub - slots is finished by the last stage (unsigned: wraps harmlessly). */
+    r->p_free = r->p_pub - r->h->slots;
     r->producer = true;
     return 0;
 }
@@ -650,10 +782,12 @@ static uint64_t producer_frontier(fe_ring *r)
 {
     uint32_t last = r->h->nstages;
     if (in_order(r, last)) {
+        /* acquire: pairs with the release of c_done in fe_done(); the slots
+         * before it are free for writing */
         r->p_free = atomic_load_explicit(&r->h->stage[last].c_done, memory_order_acquire);
     } else {
         /* Pool members finish out of order: walk the stamps from the cached
-         * frontier; each acquire pairs with the release in fe_done(). */
+         * frontier; each acquire (in finished()) pairs with the release in fe_done(). */
         while (r->p_free != r->p_pub && finished(r, last, r->p_free))
             r->p_free++;
     }
@@ -679,6 +813,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     int rc = become_producer(r);
     if (rc)
         return rc;
+    /* relaxed: only this producer stores end_seq */
     if (atomic_load_explicit(&r->h->end_seq, memory_order_relaxed) != NO_END)
         return -EPIPE;
     rc = fe_wait(r, r->h->nstages, 0, claim_ready, n, timeout_ns);
@@ -688,7 +823,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
         return FE_ABORTED;
     *seq = r->p_head;
     r->p_head += n;
-    /* release: readers of c_claim (fe_in_ring) only need to know the slot is taken */
+    /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
     atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
     return 0;
 }
@@ -712,9 +847,10 @@ int fe_end(fe_ring *r)
     if (rc)
         return rc;
     r->p_head = r->p_pub;
+    /* release: pairs with the acquire in fe_in_ring() */
     atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
-    /* seq_cst: ordered against the pool members' claim CAS and EOF checks in
-     * fe_take(), so the last member to run dry sees the end */
+    /* seq_cst: ordered against the pool members' claim CAS and their EOF checks
+     * in fe_take()/take_ready(), so the last member to run dry sees the end */
     atomic_store_explicit(&r->h->end_seq, r->p_pub, memory_order_seq_cst);
     for (uint32_t k = 0; k <= r->h->nstages; k++)
         wake(r, k);
@@ -723,6 +859,7 @@ int fe_end(fe_ring *r)
 
 uint64_t fe_end_seq(const fe_ring *r)
 {
+    /* acquire: pairs with the store in fe_end(); the items before it are published */
     return atomic_load_explicit(&r->h->end_seq, memory_order_acquire);
 }
 
@@ -730,6 +867,8 @@ uint64_t fe_end_seq(const fe_ring *r)
 
 static bool take_ready(fe_ring *r, uint32_t k)
 {
+    /* seq_cst, both loads: this re-check is one side of the EOF handshake with
+     * fe_end() and with a peer's claim CAS in fe_take() */
     uint64_t c = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_seq_cst);
     if (ready_run(r, k, c, 1))
         return true;
@@ -737,7 +876,7 @@ static bool take_ready(fe_ring *r, uint32_t k)
     return (end != NO_END && (int64_t)(c - end) >= 0) || aborted(r);
 }
 
-static int reclaim_ordered(fe_ring *r, uint32_t k, pid_t pid);
+static int finish_ordered(fe_ring *r, uint32_t k);
 
 int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
             uint32_t *n)
@@ -750,19 +889,24 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
     refresh_pid(r);
     struct fe_stage_line *st = &h->stage[stage];
     bool pool = h->kinds[stage] == FE_POOL;
+    /* relaxed: a supervisor that reclaimed our role (meant for a dead pid) left 0 */
+    if (!pool && (r->ordered_owned & (1u << stage)) &&
+        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r))
+        r->ordered_owned &= ~(1u << stage);
     if (!pool && !(r->ordered_owned & (1u << stage))) {
-        int32_t prev = atomic_load_explicit(&st->owner, memory_order_acquire);
-        int rc = acquire_role(r, &st->owner);
+        uint64_t replaced;
+        int rc = acquire_role(r, &st->owner, &replaced);
         if (rc)
             return rc;
-        if (prev != 0 && prev != r->pid)
-            reclaim_ordered(r, stage, prev); /* the previous owner died holding items */
+        if (replaced)
+            finish_ordered(r, stage); /* the previous owner died holding items */
         r->ordered_owned |= 1u << stage;
     }
-    int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+    int64_t deadline = deadline_after(now_ns(), timeout_ns);
     for (;;) {
         if (aborted(r))
             return FE_ABORTED;
+        /* seq_cst: see take_ready() */
         uint64_t c = atomic_load_explicit(&st->c_claim, memory_order_seq_cst);
         uint32_t got = ready_run(r, stage, c, max_n);
         if (got) {
@@ -773,11 +917,14 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
                                                              memory_order_seq_cst,
                                                              memory_order_seq_cst))
                     continue;
-                /* Record who holds the run, for fe_reclaim().  The supervisor reads
-                 * these after the holder died (waitpid orders it). */
+                /* Record who holds the run, for fe_done() and fe_reclaim().  The
+                 * token first, then owner_seq with release: pairs with the
+                 * acquire of owner_seq in pool_holds()/reclaim_pool(), which then
+                 * see this token (or a later one). */
+                uint64_t tok = hold_token(r, stage);
                 for (uint32_t i = 0; i < got; i++) {
                     struct fe_slot_hdr *sh = slot_hdr(r, c + i);
-                    atomic_store_explicit(&sh->owner, r->pid, memory_order_relaxed);
+                    atomic_store_explicit(&sh->owner, tok, memory_order_relaxed);
                     atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
                 }
                 /* Took the last items: members asleep waiting for more must see EOF. */
@@ -785,7 +932,8 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
                 if (end != NO_END && (int64_t)(c + got - end) >= 0)
                     wake(r, stage - 1);
             } else {
-                /* single consumer: the store only publishes progress for stats */
+                /* release: pairs with the acquire in finish_ordered() (a new owner
+                 * or a supervisor settles what we took) and in fe_stats() readers */
                 atomic_store_explicit(&st->c_claim, c + got, memory_order_release);
             }
             *seq = c;
@@ -809,14 +957,16 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
     }
 }
 
-/* Does this caller hold item s at pool stage k? */
+/* Does this handle hold item s at pool stage k? */
 static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s)
 {
     struct fe_slot_hdr *sh = slot_hdr(r, s);
+    /* acquire loads: pair with the releases in fe_take() (c_claim CAS, owner_seq) */
     uint64_t claim = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_acquire);
     return (int64_t)(s - claim) < 0 && claim - s <= r->h->slots && !finished(r, k, s) &&
-           finished(r, k - 1, s) && atomic_load_explicit(&sh->owner_seq, memory_order_acquire) == s &&
-           atomic_load_explicit(&sh->owner, memory_order_relaxed) == r->pid;
+           finished(r, k - 1, s) &&
+           atomic_load_explicit(&sh->owner_seq, memory_order_acquire) == s &&
+           atomic_load_explicit(&sh->owner, memory_order_relaxed) == hold_token(r, k);
 }
 
 int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
@@ -827,6 +977,7 @@ int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
     refresh_pid(r);
     struct fe_stage_line *st = &h->stage[stage];
     if (h->kinds[stage] == FE_ORDERED) {
+        /* relaxed: only the role's owner (this handle, checked below) writes them */
         uint64_t done = atomic_load_explicit(&st->c_done, memory_order_relaxed);
         uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
         if (!(r->ordered_owned & (1u << stage)) || seq != done || n > claim - done)
@@ -842,6 +993,7 @@ int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
             /* release: pairs with the acquire in finished() of the next stage or the producer */
             atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[stage - 1], seq + i,
                                   memory_order_release);
+        /* counter: relaxed */
         atomic_fetch_add_explicit(&st->c_done, n, memory_order_relaxed);
     }
     wake(r, stage);
@@ -858,27 +1010,67 @@ uint64_t fe_ready(const fe_ring *r, uint32_t stage)
 
 /* ---- supervisor --------------------------------------------------------- */
 
+/* relaxed: made visible by the release (stamp or c_done) that moves s on */
 static void flag_failed(fe_ring *r, uint64_t s)
 {
     atomic_store_explicit(&slot_hdr(r, s)->failed_seq, s, memory_order_relaxed);
 }
 
-/* The ordered consumer `pid` of stage k is gone: finish what it held, flagged. */
-static int reclaim_ordered(fe_ring *r, uint32_t k, pid_t pid)
+/* Finish, flagged failed, what ordered stage k handed out and did not finish.
+ * Only the role's holder calls this (a new owner, or a supervisor that has set
+ * the owner to RECLAIMING), so nobody moves the cursors under it. */
+static int finish_ordered(fe_ring *r, uint32_t k)
 {
     struct fe_stage_line *st = &r->h->stage[k];
+    /* acquire: pairs with the release stores in fe_take()/fe_done() of the dead owner */
     uint64_t done = atomic_load_explicit(&st->c_done, memory_order_acquire);
     uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    if (done == claim)
+        return 0;
     for (uint64_t s = done; s != claim; s++)
         flag_failed(r, s);
     /* release: the failed flags and the items move on to the next stage */
     atomic_store_explicit(&st->c_done, claim, memory_order_release);
-    atomic_fetch_add_explicit(&st->failed, claim - done, memory_order_relaxed);
-    int32_t expect = pid;
-    atomic_compare_exchange_strong_explicit(&st->owner, &expect, 0, memory_order_acq_rel,
-                                            memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->failed, claim - done, memory_order_relaxed); /* counter */
     wake(r, k);
     return (int)(claim - done);
+}
+
+/* Finish, flagged failed, the items of pool stage k whose hold token matches
+ * `want` under `mask`. */
+static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want)
+{
+    struct fe_hdr *h = r->h;
+    struct fe_stage_line *st = &h->stage[k];
+    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    int64_t count = 0;
+    /* Only the last `slots` items handed out can still be held at stage k. */
+    for (uint64_t s = claim - h->slots; s != claim; s++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, s);
+        /* The stamp first: if it is s or later, s was finished (or the slot
+         * moved on); the owner record read after it cannot be a stale match. */
+        uint64_t stamp = atomic_load_explicit(&sh->stamp[k - 1], memory_order_acquire);
+        if ((int64_t)(stamp - s) >= 0)
+            continue;
+        /* acquire: pairs with the release of owner_seq in fe_take() */
+        if (atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s ||
+            (atomic_load_explicit(&sh->owner, memory_order_relaxed) & mask) != want ||
+            !finished(r, k - 1, s))
+            continue;
+        flag_failed(r, s);
+        /* release: pairs with the acquire in finished(); the failed flag and the
+         * item move on as if the member had finished it.  A CAS, so that two
+         * supervisors never both count it, and a newer stamp is never undone. */
+        if (atomic_compare_exchange_strong_explicit(&sh->stamp[k - 1], &stamp, s,
+                                                    memory_order_release, memory_order_relaxed))
+            count++;
+    }
+    if (count) {
+        atomic_fetch_add_explicit(&st->c_done, (uint64_t)count, memory_order_relaxed); /* counter */
+        atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed);
+        wake(r, k);
+    }
+    return count;
 }
 
 int fe_reclaim(fe_ring *r, pid_t pid)
@@ -886,46 +1078,64 @@ int fe_reclaim(fe_ring *r, pid_t pid)
     struct fe_hdr *h = r->h;
     if (pid <= 0)
         return -EINVAL;
-    int total = 0;
+    if (pid_alive(pid))
+        return -EBUSY; /* its items are still being worked on */
+    int64_t total = 0;
     for (uint32_t k = 1; k <= h->nstages; k++) {
         struct fe_stage_line *st = &h->stage[k];
-        if (h->kinds[k] == FE_ORDERED) {
-            if (atomic_load_explicit(&st->owner, memory_order_acquire) == pid)
-                total += reclaim_ordered(r, k, pid);
+        if (h->kinds[k] == FE_POOL) {
+            total += reclaim_pool(r, k, HOLD_PID_STAGE_MASK, (uint64_t)(uint32_t)pid << 32 | (uint64_t)k << 24);
             continue;
         }
-        uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
-        uint64_t from = claim >= h->slots ? claim - h->slots : 0;
-        int count = 0;
-        for (uint64_t s = from; s != claim; s++) {
-            struct fe_slot_hdr *sh = slot_hdr(r, s);
-            if (atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s ||
-                atomic_load_explicit(&sh->owner, memory_order_relaxed) != pid ||
-                finished(r, k, s) || !finished(r, k - 1, s))
-                continue;
-            flag_failed(r, s);
-            /* release: pairs with the acquire in finished(); the failed flag and
-             * the item move on as if the member had finished it */
-            atomic_store_explicit(&sh->stamp[k - 1], s, memory_order_release);
-            count++;
-        }
-        if (count) {
-            atomic_fetch_add_explicit(&st->c_done, (uint64_t)count, memory_order_relaxed);
-            atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed);
-            wake(r, k);
-            total += count;
+        /* An ordered stage: take the role from the dead owner (RECLAIMING keeps a
+         * new owner out meanwhile), settle what it held, free the role. */
+        uint64_t cur = atomic_load_explicit(&st->owner, memory_order_acquire);
+        if (cur == 0 || cur == RECLAIMING || token_pid(cur) != pid ||
+            !atomic_compare_exchange_strong_explicit(&st->owner, &cur, RECLAIMING,
+                                                     memory_order_acq_rel, memory_order_relaxed))
+            continue;
+        total += finish_ordered(r, k);
+        /* release: pairs with the acquire in acquire_role(); a new owner sees c_done */
+        atomic_store_explicit(&st->owner, 0, memory_order_release);
+    }
+    /* A dead producer's role becomes free. */
+    uint64_t cur = atomic_load_explicit(&h->stage[0].owner, memory_order_relaxed);
+    if (cur != 0 && cur != RECLAIMING && token_pid(cur) == pid)
+        atomic_compare_exchange_strong_explicit(&h->stage[0].owner, &cur, 0, memory_order_release,
+                                                memory_order_relaxed);
+    return total > INT32_MAX ? INT32_MAX : (int)total;
+}
+
+/* At close: what this handle holds moves on flagged failed, and its roles are free. */
+static void release_roles(fe_ring *r)
+{
+    refresh_pid(r);
+    struct fe_hdr *h = r->h;
+    for (uint32_t k = 1; k <= h->nstages; k++) {
+        if (h->kinds[k] == FE_POOL) {
+            reclaim_pool(r, k, UINT64_MAX, hold_token(r, k));
+        } else if (r->ordered_owned & (1u << k)) {
+            finish_ordered(r, k);
+            uint64_t me = role_token(r);
+            /* release: pairs with the acquire in acquire_role() */
+            atomic_compare_exchange_strong_explicit(&h->stage[k].owner, &me, 0,
+                                                    memory_order_release, memory_order_relaxed);
         }
     }
-    int32_t expect = pid; /* a dead producer's role becomes free */
-    atomic_compare_exchange_strong_explicit(&h->stage[0].owner, &expect, 0, memory_order_acq_rel,
-                                            memory_order_relaxed);
-    return total;
+    if (r->producer) {
+        /* claimed, unpublished items are abandoned; release: pairs with fe_in_ring() */
+        atomic_store_explicit(&h->stage[0].c_claim, r->p_pub, memory_order_release);
+        uint64_t me = role_token(r);
+        atomic_compare_exchange_strong_explicit(&h->stage[0].owner, &me, 0, memory_order_release,
+                                                memory_order_relaxed);
+    }
 }
 
 int fe_failed(const fe_ring *r, uint64_t seq)
 {
     if (!fe_in_ring(r, seq))
         return -EINVAL;
+    /* acquire: the flag was published by the release that moved seq on */
     return atomic_load_explicit(&slot_hdr(r, seq)->failed_seq, memory_order_acquire) == seq;
 }
 
@@ -944,6 +1154,7 @@ int fe_stats(const fe_ring *r, uint32_t stage, fe_stage_stats *out)
 {
     if (stage > r->h->nstages || !out)
         return -EINVAL;
+    /* counters: relaxed; each value is exact, the set is not a snapshot */
     const struct fe_stage_line *st = &r->h->stage[stage];
     out->items = atomic_load_explicit(&st->c_done, memory_order_relaxed);
     out->taken = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
@@ -963,7 +1174,7 @@ const char *fe_strerror(int rc)
     case FE_EVERSION: return "a frame-engine ring of another layout version";
     case FE_ENOTHELD: return "sequence not held by the caller";
     case FE_ECLOSED: return "ring is closed";
-    case -EBUSY: return "role already held by another live process";
+    case -EBUSY: return "role already held by another handle or live process";
     case -EPIPE: return "stream already ended";
     default: return rc < 0 ? strerror(-rc) : "unknown status";
     }

@@ -124,8 +124,10 @@ int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n);
 /* Items ready for `stage` right now, without waiting (0 if none). */
 uint64_t fe_ready(const fe_ring *r, uint32_t stage);
 
-/* Supervisor.  Every item held by `pid` at any consumer stage is finished for
- * that stage and flagged failed; returns how many, or a negative code. */
+/* Supervisor.  Every item held by the dead process `pid` at any consumer stage
+ * is finished for that stage and flagged failed, and its roles are freed;
+ * returns how many items, or -EBUSY if `pid` is still alive (a zombie counts
+ * as dead).  fe_close() does the same for what one handle holds. */
 int fe_reclaim(fe_ring *r, pid_t pid);
 /* 1 if `seq` was flagged failed, 0 if not, negative if seq is not in the ring. */
 int fe_failed(const fe_ring *r, uint64_t seq);

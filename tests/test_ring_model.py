@@ -180,16 +180,23 @@ class RingMachine(RuleBasedStateMachine):
                 self.ring.done(k, seq)
 
     @rule()
-    def reclaim_own_items(self):
-        """Reclaim (meant for a dead pid) moves every held item on, flagged failed."""
+    def reclaim_of_a_live_pid_is_refused(self):
+        with pytest.raises(RuntimeError, match="live process"):
+            self.ring.reclaim(os.getpid())
+
+    @rule()
+    def reopen(self):
+        """Closing a handle moves on, flagged failed, every item it holds at any
+        stage, and abandons its claimed, unpublished items; a new handle carries on."""
         m = self.model
-        expected = 0
+        new = Ring.open(self.ring.name)
+        self.ring.close()
+        self.ring = new
         for k in range(1, m.nstages + 1):
             for s in m.held(k):
                 m.finish(k, s)
                 m.failed.add(s)
-                expected += 1
-        assert self.ring.reclaim(os.getpid()) == expected
+        m.head = m.pub
 
     @invariant()
     def counters_match(self):
