@@ -3,7 +3,9 @@
  * consumers first drain what was published and then get FE_EOF (and keep
  * getting it), at every stage, with any timeout; claimed but unpublished
  * items are abandoned.  A consumer blocked with an infinite timeout is woken
- * by fe_end with FE_EOF.  A stream of zero items ends at once.
+ * by fe_end with FE_EOF.  A stream of zero items ends at once.  A stage
+ * whose last item is still held by the stage before it waits for that item
+ * instead of ending early.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -130,7 +132,8 @@ int main(void)
     fe_close(prod);
     CHECK_RC(fe_unlink(g_name), FE_OK);
 
-    /* Same stream, ordered stage drained normally then EOF. */
+    /* The pool holds the last item after the end: the ordered stage waits
+     * for it (-ETIMEDOUT, not FE_EOF), gets it, then FE_EOF. */
     g_name = test_ring_name();
     CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
     CHECK_RC(fe_open(g_name, &p1), FE_OK);

@@ -10,10 +10,18 @@
 
 static const char *g_name;
 
+static uint64_t g_waits_before;
+
+/* Publishes one item once the consumer sleeps (its wait is counted), or
+ * after 5 s regardless. */
 static void *late_publisher(void *arg)
 {
     fe_ring *prod = arg;
-    test_sleep_ns(50 * 1000000LL); /* so the consumer sleeps; not asserted */
+    fe_stage_stats st;
+    int64_t give_up = test_now_ns() + 5000000000LL;
+    while (fe_stats(prod, 1, &st) == 0 && st.waits == g_waits_before &&
+           test_now_ns() < give_up)
+        test_sleep_ns(1000000);
     uint64_t seq;
     if (fe_claim(prod, 1, 0, &seq) == 0)
         fe_publish(prod, seq, 1);
@@ -106,10 +114,11 @@ int main(void)
     CHECK_RC(fe_done(a, 1, s, n), FE_OK);
     CHECK_RC(fe_stats(obs, 1, &st), FE_OK);
     uint64_t waits_before = st.waits, stalls1 = st.stalls;
+    g_waits_before = waits_before;
     fe_set_spin_ns(a, 0);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, late_publisher, prod) == 0);
-    CHECK_RC(fe_take(a, 1, 8, 5000000000LL, &s, &n), FE_OK);
+    CHECK_RC(fe_take(a, 1, 8, -1, &s, &n), FE_OK);
     CHECK(pthread_join(t, NULL) == 0);
     CHECK_EQ(s, 10);
     CHECK_EQ(n, 1);
