@@ -23,9 +23,11 @@ def _ring_demo(args: argparse.Namespace) -> int:
     from engine.ringdemo import run
 
     stats = run(frames=args.frames, workers=args.workers)
-    print(f"{stats['frames']} frames of 1280x720 through reader -> {args.workers} analyzers -> "
-          f"display order in {stats['wall_s']:.2f} s: {stats['fps']:.0f} frames/s, every frame "
-          f"in order")
+    print(
+        f"{stats['frames']} frames of 1280x720 through reader -> {args.workers} analyzers -> "
+        f"display order in {stats['wall_s']:.2f} s: {stats['fps']:.0f} frames/s, every frame "
+        f"in order"
+    )
     return 0
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 
-import numpy as np
-
 from engine._ring import Ring
 
 H, W = 720, 1280
@@ -40,8 +38,10 @@ def run(frames: int = 300, workers: int = 2) -> dict:
     ctx = mp.get_context("spawn")
     with Ring.create(slots=16, slot_bytes=H * W * 3, stages=("pool", "ordered")) as ring:
         procs = [ctx.Process(target=_produce, args=(ring.name, frames), name="fe-reader")]
-        procs += [ctx.Process(target=_analyze, args=(ring.name,), name=f"fe-analyze-{i + 1}")
-                  for i in range(workers)]
+        procs += [
+            ctx.Process(target=_analyze, args=(ring.name,), name=f"fe-analyze-{i + 1}")
+            for i in range(workers)
+        ]
         t0 = time.perf_counter()
         for p in procs:
             p.start()
@@ -63,5 +63,4 @@ def run(frames: int = 300, workers: int = 2) -> dict:
                 if p.is_alive():
                     p.kill()
         wall = time.perf_counter() - t0
-        return {"frames": expected, "wall_s": wall, "fps": expected / wall,
-                "stages": ring.stats()}
+        return {"frames": expected, "wall_s": wall, "fps": expected / wall, "stages": ring.stats()}

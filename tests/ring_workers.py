@@ -41,8 +41,10 @@ def pool_member(name, member, max_batch, seed, out_q, lookback=0):
                 break
             v = r.views(s, n, shape=(3,), dtype=np.uint64)
             expect = np.arange(s, s + n, dtype=np.uint64)
-            if not (np.array_equal(v[:, 0], expect) and
-                    np.array_equal(v[:, 2], expect * 2654435761 % (1 << 32))):
+            if not (
+                np.array_equal(v[:, 0], expect)
+                and np.array_equal(v[:, 2], expect * 2654435761 % (1 << 32))
+            ):
                 bad.append(int(s))
             for j in range(1, lookback + 1):  # the items before ours are intact
                 if s >= j and int(r.view(s - j, shape=(1,), dtype=np.uint64)[0]) != s - j:

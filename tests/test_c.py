@@ -23,17 +23,29 @@ def test_c_suite(flavour):
     cmake = tool("cmake")
     build = os.path.join(ROOT, "build", f"ctest-{flavour}")
     gen = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={tool('ninja')}"]
-    run([cmake, "-S", ROOT, "-B", build, *gen, f"-DENGINE_SANITIZE={FLAVOURS[flavour]}",
-         "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
+    run(
+        [
+            cmake,
+            "-S",
+            ROOT,
+            "-B",
+            build,
+            *gen,
+            f"-DENGINE_SANITIZE={FLAVOURS[flavour]}",
+            "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        ]
+    )
     run([cmake, "--build", build, "-j2"])
-    ctest = [tool("ctest"), "--test-dir", build, "--output-on-failure",
-             "--no-tests=error"]
+    ctest = [tool("ctest"), "--test-dir", build, "--output-on-failure", "--no-tests=error"]
     if flavour == "tsan":
         # ThreadSanitizer needs a fixed address-space layout on kernels with high
         # mmap randomisation; setarch -R turns randomisation off for ctest and its tests.
         ctest = ["setarch", os.uname().machine, "-R", *ctest]
-    env = dict(os.environ, TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1",
-               ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
-               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    env = dict(
+        os.environ,
+        TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1",
+        ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+    )
     out = run(ctest, env=env)
     assert "100% tests passed" in out, out[-4000:]

@@ -6,7 +6,9 @@ from helpers import tool
 
 
 def cli(*args, timeout=120):
-    return subprocess.run([tool("frame-engine"), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [tool("frame-engine"), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_ring_demo_moves_every_frame_in_order():

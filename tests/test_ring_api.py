@@ -11,10 +11,9 @@ import time
 
 import numpy as np
 import pytest
+from helpers import wait_until
 
 from engine import Ring, RingAborted
-
-from helpers import wait_until
 
 
 def put(r, n=1, base=0):
@@ -130,8 +129,14 @@ def test_misuse_names_the_problem(make_ring):
         r.view(5)
     with pytest.raises(ValueError, match="timeout"):
         r.take(1, timeout=-1)
-    for bad in [dict(slots=3), dict(slots=4, lookback=4), dict(stages=()),
-                dict(stages=("fifo",)), dict(stages=("pool",) * 6), dict(slot_bytes=0)]:
+    for bad in [
+        dict(slots=3),
+        dict(slots=4, lookback=4),
+        dict(stages=()),
+        dict(stages=("fifo",)),
+        dict(stages=("pool",) * 6),
+        dict(slot_bytes=0),
+    ]:
         with pytest.raises(ValueError):
             Ring.create(**{"slots": 4, "slot_bytes": 8, **bad})
 
@@ -241,8 +246,12 @@ CHILD_WAITS = textwrap.dedent(
 
 
 def spawn_waiter():
-    p = subprocess.Popen([sys.executable, "-c", CHILD_WAITS], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", CHILD_WAITS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     name = p.stdout.readline().strip()
     r = Ring.open(name)
     wait_until(lambda: r.stats(1)["waits"] >= 1, what="the child to sleep in take()")
@@ -272,5 +281,5 @@ def test_context_manager_unlinks_on_exception():
         with Ring.create(slots=2, slot_bytes=8, stages=("ordered",)) as r:
             name = r.name
             assert os.path.exists(f"/dev/shm/{name}")
-            1 / 0
+            raise ZeroDivisionError
     assert not os.path.exists(f"/dev/shm/{name}")

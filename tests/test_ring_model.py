@@ -56,7 +56,11 @@ class Model:
 
     def held(self, k):
         """Items stage k handed out and has not finished."""
-        lo = self.done_upto[k] if self.kinds[k] == "ordered" else max(0, self.claimed[k] - self.slots)
+        lo = (
+            self.done_upto[k]
+            if self.kinds[k] == "ordered"
+            else max(0, self.claimed[k] - self.slots)
+        )
         return [s for s in range(lo, self.claimed[k]) if not self.is_finished(k, s)]
 
     def finish(self, k, s):

@@ -43,8 +43,10 @@ def test_pool_and_ordered_exactly_once_in_order(max_batch):
     with Ring.create(slots=64, slot_bytes=24, stages=("pool", "ordered")) as r:
         q = ctx.Queue()
         procs = [ctx.Process(target=w.producer, args=(r.name, count, max_batch, 1))]
-        procs += [ctx.Process(target=w.pool_member, args=(r.name, m, max_batch, 10 + m, q))
-                  for m in range(3)]
+        procs += [
+            ctx.Process(target=w.pool_member, args=(r.name, m, max_batch, 10 + m, q))
+            for m in range(3)
+        ]
         procs.append(ctx.Process(target=w.ordered_consumer, args=(r.name, 2, q)))
         (_, last, errors, failed, members), pools = finish(procs, q, 4)
         assert errors == [] and failed == [] and last == count
@@ -62,8 +64,9 @@ def test_lookback_keeps_earlier_items_intact_across_processes():
     with Ring.create(slots=16, slot_bytes=24, stages=("pool", "ordered"), lookback=3) as r:
         q = ctx.Queue()
         procs = [ctx.Process(target=w.producer, args=(r.name, count, 4, 2))]
-        procs += [ctx.Process(target=w.pool_member, args=(r.name, m, 4, 20 + m, q, 3))
-                  for m in range(2)]
+        procs += [
+            ctx.Process(target=w.pool_member, args=(r.name, m, 4, 20 + m, q, 3)) for m in range(2)
+        ]
         procs.append(ctx.Process(target=w.ordered_consumer, args=(r.name, 2, q)))
         (_, last, errors, _, _), pools = finish(procs, q, 3)
         assert errors == [] and last == count
@@ -81,21 +84,25 @@ def test_killed_pool_member_is_reclaimed_and_its_item_flagged():
         victim.start()
         tag, held = q.get(timeout=60)
         assert tag == "holding"
-        others = [ctx.Process(target=w.pool_member, args=(r.name, m, 4, 30 + m, q))
-                  for m in range(2)]
+        others = [
+            ctx.Process(target=w.pool_member, args=(r.name, m, 4, 30 + m, q)) for m in range(2)
+        ]
         ordered = ctx.Process(target=w.ordered_consumer, args=(r.name, 2, q))
 
         def kill_and_reclaim():
             # The pool works on, but the ordered stage is stuck behind the held item
             # (and, the ring full, so is the producer) until the supervisor acts.
-            wait_until(lambda: r.stats(2)["items"] == held and r.stats(1)["items"] > held,
-                       what="the ordered stage to stop at the held item")
+            wait_until(
+                lambda: r.stats(2)["items"] == held and r.stats(1)["items"] > held,
+                what="the ordered stage to stop at the held item",
+            )
             os.kill(victim.pid, signal.SIGKILL)
             victim.join(10)
             assert r.reclaim(victim.pid) == 1
 
         (_, last, errors, failed, _), pools = finish(
-            [*others, ordered], q, 3, started=[prod], while_running=kill_and_reclaim)
+            [*others, ordered], q, 3, started=[prod], while_running=kill_and_reclaim
+        )
         assert errors == [] and last == count
         assert failed == [held]
         seen = sorted(s for _, items, _ in pools for s in items)
