@@ -134,7 +134,10 @@ struct fe_ring {
     size_t map_bytes;
     uint64_t mask;
     uint64_t stride;
-    int64_t spin_ns;
+    int64_t spin_ns;   /* the spin budget set by the user */
+    int64_t spin_cur;  /* adapted: halves when spins end in sleep, grows when they pay */
+    uint32_t waits_n;  /* waits begun, to probe with the full budget now and then */
+    bool resume;       /* the next wait continues an interrupted one (fe_resume_wait) */
     pid_t pid;
     uint32_t hid; /* this handle's id, 24 bits, never 0: tells handles of one process apart */
     unsigned fork_gen;
@@ -354,31 +357,43 @@ static inline bool aborted(const fe_ring *r)
 typedef bool (*cond_fn)(fe_ring *r, uint32_t arg);
 
 /* Wait until cond(r, arg) holds, on stage `on`'s futex word.  Counts stalls and
- * waits against stage `who`.  0, -ETIMEDOUT or -EINTR. */
+ * waits against stage `who` (a resumed wait is not a new stall, and does not
+ * spin again).  0, -ETIMEDOUT, -EINTR, or another futex error. */
 static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t arg,
-                   int64_t timeout_ns)
+                   int64_t timeout_ns, bool resume)
 {
     if (cond(r, arg))
         return 0;
     struct fe_stage_line *st = &r->h->stage[who];
-    atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed);
+    if (!resume)
+        atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed); /* counter */
     if (timeout_ns == 0)
         return -ETIMEDOUT;
     int64_t start = now_ns();
     int64_t deadline = deadline_after(start, timeout_ns);
 
-    /* Spin briefly: a handoff between two running processes is ~100 ns. */
-    int64_t spin_end = deadline_after(start, r->spin_ns);
+    /* Spin briefly: a handoff between two running processes is ~100 ns.  The
+     * budget adapts: where spins keep ending in sleep (the other side shares our
+     * CPU, or is slow), spinning only burns the CPU it needs; every 64th wait
+     * tries the full budget, in case things changed. */
+    int64_t spin = resume ? 0 : (++r->waits_n & 63) == 0 ? r->spin_ns : r->spin_cur;
+    int64_t spin_end = deadline_after(start, spin);
     if (spin_end > deadline)
         spin_end = deadline;
-    while (r->spin_ns > 0) {
-        for (int i = 0; i < 64; i++) {
-            cpu_relax();
-            if (cond(r, arg))
-                return 0;
+    if (spin > 0) {
+        for (;;) {
+            for (int i = 0; i < 64; i++) {
+                cpu_relax();
+                if (cond(r, arg)) {
+                    int64_t grown = r->spin_cur * 2 + 1000;
+                    r->spin_cur = grown < r->spin_ns ? grown : r->spin_ns;
+                    return 0;
+                }
+            }
+            if (now_ns() >= spin_end)
+                break;
         }
-        if (now_ns() >= spin_end)
-            break;
+        r->spin_cur = r->spin_cur / 2 < 500 ? 0 : r->spin_cur / 2;
     }
 
     struct fe_wait_line *w = &r->h->wait[on];
@@ -481,7 +496,7 @@ static fe_ring *new_handle(const char *name)
     if (!r)
         return NULL;
     snprintf(r->name, sizeof r->name, "%s", name);
-    r->spin_ns = DEFAULT_SPIN_NS;
+    r->spin_ns = r->spin_cur = DEFAULT_SPIN_NS;
     r->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
     r->pid = getpid();
     do
@@ -703,7 +718,8 @@ uint32_t fe_nstages(const fe_ring *r) { return r->h->nstages; }
 uint32_t fe_lookback(const fe_ring *r) { return r->h->lookback; }
 pid_t fe_creator(const fe_ring *r) { return r->h->creator; }
 uint64_t fe_creator_start(const fe_ring *r) { return r->h->creator_start; }
-void fe_set_spin_ns(fe_ring *r, int64_t ns) { r->spin_ns = ns < 0 ? 0 : ns; }
+void fe_set_spin_ns(fe_ring *r, int64_t ns) { r->spin_ns = r->spin_cur = ns < 0 ? 0 : ns; }
+void fe_resume_wait(fe_ring *r) { r->resume = true; }
 
 int fe_stage_kind(const fe_ring *r, uint32_t stage)
 {
@@ -806,6 +822,8 @@ static bool claim_ready(fe_ring *r, uint32_t n)
 
 int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
 {
+    bool resume = r->resume;
+    r->resume = false;
     if (n < 1 || (uint64_t)n + r->h->lookback > r->h->slots)
         return -EINVAL;
     if (aborted(r))
@@ -816,7 +834,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     /* relaxed: only this producer stores end_seq */
     if (atomic_load_explicit(&r->h->end_seq, memory_order_relaxed) != NO_END)
         return -EPIPE;
-    rc = fe_wait(r, r->h->nstages, 0, claim_ready, n, timeout_ns);
+    rc = fe_wait(r, r->h->nstages, 0, claim_ready, n, timeout_ns, resume);
     if (rc)
         return rc;
     if (aborted(r))
@@ -882,6 +900,8 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
             uint32_t *n)
 {
     struct fe_hdr *h = r->h;
+    bool resume = r->resume;
+    r->resume = false;
     if (stage < 1 || stage > h->nstages || max_n < 1)
         return -EINVAL;
     if (max_n > h->slots)
@@ -951,9 +971,10 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
             if (left <= 0)
                 return -ETIMEDOUT;
         }
-        int rc = fe_wait(r, stage - 1, stage, take_ready, stage, left);
+        int rc = fe_wait(r, stage - 1, stage, take_ready, stage, left, resume);
         if (rc)
             return rc;
+        resume = true; /* a lost race waits on as part of the same wait */
     }
 }
 

@@ -100,8 +100,14 @@ void *fe_slot(const fe_ring *r, uint64_t seq);
 /* 1 if the slot of `seq` holds it now: claimed, and not yet reused. */
 int fe_in_ring(const fe_ring *r, uint64_t seq);
 
-/* Spin budget before sleeping, per handle (default 20 us; 0 always sleeps). */
+/* Spin budget before sleeping, per handle (default 20 us; 0 always sleeps).
+ * The handle spins less while spins keep ending in sleep anyway. */
 void fe_set_spin_ns(fe_ring *r, int64_t ns);
+
+/* The next fe_claim/fe_take on this handle continues a wait that returned
+ * -EINTR or timed out early (a binding waiting in slices): no new stall is
+ * counted and it does not spin again. */
+void fe_resume_wait(fe_ring *r);
 
 /* Producer.  The first process to claim becomes the producer; another live
  * process claiming afterwards gets -EBUSY.  fe_claim waits until n slots are

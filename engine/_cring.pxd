@@ -53,6 +53,7 @@ cdef extern from "ring.h" nogil:
     void *fe_slot(const fe_ring *r, uint64_t seq)
     int fe_in_ring(const fe_ring *r, uint64_t seq)
     void fe_set_spin_ns(fe_ring *r, int64_t ns)
+    void fe_resume_wait(fe_ring *r)
 
     int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)

@@ -23,6 +23,7 @@ cdef extern from "numpy/arrayobject.h":
                                 cnp.npy_intp *strides, void *data, int flags, object obj)
 
 _KINDS = {"pool": FE_POOL, "ordered": FE_ORDERED}
+_UINT8 = np.dtype(np.uint8)
 _KIND_NAMES = {FE_PRODUCER: "producer", FE_POOL: "pool", FE_ORDERED: "ordered"}
 
 # Names of the segments this process created and has not unlinked: removed at exit,
@@ -75,13 +76,17 @@ cdef inline int64_t _slice(int64_t deadline) noexcept nogil:
     return 0 if left < 0 else (left if left < _SLICE_NS else _SLICE_NS)
 
 
-cdef bint _again(int rc, int64_t deadline) except -1:
+cdef bint _again(fe_ring *r, int rc, int64_t deadline) except -1:
     """After a wait returned rc: run signal handlers (raising KeyboardInterrupt on
-    Ctrl-C), and say whether to wait again (interrupted, or a slice ended early)."""
+    Ctrl-C), and say whether to wait again (interrupted, or a slice ended early);
+    the next wait then continues this one (no new stall, no second spin)."""
     if rc != -EINTR and rc != -ETIMEDOUT:
         return False
     PyErr_CheckSignals()
-    return rc == -EINTR or deadline < 0 or _now_ns() < deadline
+    if rc == -EINTR or deadline < 0 or _now_ns() < deadline:
+        fe_resume_wait(r)
+        return True
+    return False
 
 
 cdef int _check(int rc, str ring, str what) except -1:
@@ -267,9 +272,10 @@ cdef class Ring:
         while True:
             with nogil:
                 rc = fe_claim(r, cn, _slice(deadline), &seq)
-            if not _again(rc, deadline):
+            if not _again(r, rc, deadline):
                 break
-        _check(rc, self.name, f"claim of {n}")
+        if rc < 0:  # messages are built only on failure: this is the per-frame path
+            _check(rc, self.name, f"claim of {n}")
         return seq
 
     def publish(self, seq: int, n: int = 1) -> None:
@@ -278,6 +284,8 @@ cdef class Ring:
         if n < 1:
             raise ValueError(f"ring {self.name}: publish of {n} items")
         rc = fe_publish(r, seq, n)
+        if rc == 0:
+            return
         if rc == FE_ENOTHELD:
             raise ValueError(f"ring {self.name}: publish {seq}..{seq + n - 1}: not the next "
                              f"claimed, unpublished items of this producer")
@@ -305,13 +313,14 @@ cdef class Ring:
         cdef int rc
         if max_n < 1:
             raise ValueError(f"ring {self.name}: max_n must be at least 1, not {max_n}")
-        cdef uint32_t cmax = min(max_n, self.slots)
+        cdef uint32_t cmax = self.slots if max_n > self.slots else max_n
         while True:
             with nogil:
                 rc = fe_take(r, cstage, cmax, _slice(deadline), &seq, &n)
-            if not _again(rc, deadline):
+            if not _again(r, rc, deadline):
                 break
-        _check(rc, self.name, f"take at stage {stage}")
+        if rc < 0:
+            _check(rc, self.name, f"take at stage {stage}")
         return seq, n
 
     def done(self, stage: int, seq: int, n: int = 1) -> None:
@@ -321,6 +330,8 @@ cdef class Ring:
         if not 1 <= n <= self.slots:
             raise ValueError(f"ring {self.name}: done of {n} items: must be 1..{self.slots}")
         rc = fe_done(r, cstage, seq, n)
+        if rc == 0:
+            return
         if rc == FE_ENOTHELD:
             raise ValueError(f"ring {self.name}: done {seq}..{seq + n - 1} at stage {stage}: "
                              f"not held by this caller at that stage")
@@ -383,7 +394,7 @@ cdef class Ring:
         cdef cnp.npy_intp dims[34]
         cdef cnp.npy_intp strides[34]
         cdef int nd = 0, i
-        cdef cnp.dtype dt = np.dtype(dtype)
+        cdef cnp.dtype dt = _UINT8 if dtype is np.uint8 else np.dtype(dtype)
         cdef Py_ssize_t itemsize = dt.itemsize
         cdef Py_ssize_t size = itemsize
         if shape is None:
