@@ -118,7 +118,7 @@ static void *producer(void *arg)
              * lookback covers it, must be finished by the last stage. */
             if (s + L >= slots) {
                 uint64_t must = s + L - slots;
-                if (!EXPECT(w, atomic_load(&g_fin[last][must]) == 1,
+                if (!EXPECT(w, atomic_load_explicit(&g_fin[last][must], memory_order_relaxed) == 1,
                             "claimed %" PRIu64 " while item %" PRIu64 " is not finished by the "
                             "last stage (lookback %u)", s, must, L))
                     return NULL;
@@ -185,7 +185,7 @@ static int finish(struct worker *w, uint64_t s, uint32_t n)
     if (!check_run(w, s, n, "before done"))
         return 0;
     for (uint32_t i = 0; i < n; i++)
-        atomic_store(&g_fin[w->stage][s + i], 1);
+        atomic_store_explicit(&g_fin[w->stage][s + i], 1, memory_order_relaxed);
     int rc = fe_done(w->r, w->stage, s, n);
     return EXPECT(w, rc == 0, "fe_done(%" PRIu64 ", %u): %s", s, n, fe_strerror(rc));
 }
@@ -220,7 +220,7 @@ static void *consumer(void *arg)
             if (!EXPECT(w, before == 0, "item %" PRIu64 " taken twice by stage %u", q, k))
                 return NULL;
             for (uint32_t j = 1; j < k; j++)
-                if (!EXPECT(w, atomic_load(&g_fin[j][q]) == 1,
+                if (!EXPECT(w, atomic_load_explicit(&g_fin[j][q], memory_order_relaxed) == 1,
                             "item %" PRIu64 " reached stage %u before stage %u finished it", q,
                             k, j))
                     return NULL;
