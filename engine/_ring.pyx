@@ -372,33 +372,39 @@ cdef class Ring:
 
     # ---- memory ----------------------------------------------------------
 
-    def view(self, seq: int, shape=None, dtype=np.uint8, readonly: bool = False):
+    def view(self, seq: int, shape=None, dtype=np.uint8, readonly: bool = False,
+             offset: int = 0):
         """A numpy array over the slot of `seq`, no copy: by default the slot's bytes;
-        with `shape`/`dtype`, an array of that layout at the start of the slot."""
+        with `shape`/`dtype`, an array of that layout `offset` bytes into the slot."""
         cdef fe_ring *r = self._h()
         if not fe_in_ring(r, seq):
             raise ValueError(f"ring {self.name}: item {seq} is not in the ring "
                              f"(not claimed yet, or its slot was reused)")
-        return self._array(fe_slot(r, seq), 0, shape, dtype, readonly)
+        return self._array(<char *>fe_slot(r, seq), 0, shape, dtype, readonly, offset)
 
-    def views(self, seq: int, n: int, shape=None, dtype=np.uint8, readonly: bool = False):
+    def views(self, seq: int, n: int, shape=None, dtype=np.uint8, readonly: bool = False,
+              offset: int = 0):
         """One array over the run of items [seq, seq + n): axis 0 is the item."""
         cdef fe_ring *r = self._h()
         if not 1 <= n <= self.slots:
             raise ValueError(f"ring {self.name}: views of {n} items: must be 1..{self.slots}")
         if not (fe_in_ring(r, seq) and fe_in_ring(r, seq + n - 1)):
             raise ValueError(f"ring {self.name}: items {seq}..{seq + n - 1} are not all in the ring")
-        return self._array(fe_slot(r, seq), n, shape, dtype, readonly)
+        return self._array(<char *>fe_slot(r, seq), n, shape, dtype, readonly, offset)
 
-    cdef object _array(self, void *ptr, Py_ssize_t n, shape, dtype, bint readonly):
+    cdef object _array(self, char *ptr, Py_ssize_t n, shape, dtype, bint readonly,
+                       Py_ssize_t offset):
         cdef cnp.npy_intp dims[34]
         cdef cnp.npy_intp strides[34]
         cdef int nd = 0, i
         cdef cnp.dtype dt = _UINT8 if dtype is np.uint8 else np.dtype(dtype)
         cdef Py_ssize_t itemsize = dt.itemsize
         cdef Py_ssize_t size = itemsize
+        if offset < 0 or offset > <Py_ssize_t>self.slot_bytes or offset % dt.alignment:
+            raise ValueError(f"ring {self.name}: offset {offset} is outside the slot or not "
+                             f"aligned for {dt}")
         if shape is None:
-            shape = (self.slot_bytes // itemsize,)
+            shape = ((self.slot_bytes - offset) // itemsize,)
         elif isinstance(shape, int):
             shape = (shape,)
         if len(shape) > 32:
@@ -413,9 +419,10 @@ cdef class Ring:
             dims[nd] = d
             nd += 1
             size *= d
-        if size > <Py_ssize_t>self.slot_bytes:
+        if size + offset > <Py_ssize_t>self.slot_bytes:
             raise ValueError(f"ring {self.name}: an item of shape {tuple(shape)} and dtype {dt} "
-                             f"({size} bytes) is larger than a slot ({self.slot_bytes} bytes)")
+                             f"({size} bytes) at offset {offset} is larger than a slot "
+                             f"({self.slot_bytes} bytes)")
         # C-contiguous strides inside the item; axis 0 of a run steps by the slot stride
         cdef Py_ssize_t acc = itemsize
         i = nd - 1
@@ -425,7 +432,7 @@ cdef class Ring:
             i -= 1
         cdef int flags = cnp.NPY_ARRAY_ALIGNED | (0 if readonly else cnp.NPY_ARRAY_WRITEABLE)
         Py_INCREF(dt)  # PyArray_NewFromDescr steals a reference to the descriptor
-        arr = PyArray_NewFromDescr(np.ndarray, dt, nd, dims, strides, ptr, flags, None)
+        arr = PyArray_NewFromDescr(np.ndarray, dt, nd, dims, strides, ptr + offset, flags, None)
         cnp.set_array_base(arr, self._m)  # the view keeps the mapping alive
         return arr
 

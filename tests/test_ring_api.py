@@ -283,3 +283,15 @@ def test_context_manager_unlinks_on_exception():
             assert os.path.exists(f"/dev/shm/{name}")
             raise ZeroDivisionError
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_views_at_an_offset_inside_the_slot(make_ring):
+    r = make_ring(slots=4, slot_bytes=64, stages=("ordered",))
+    seq = r.claim(2)
+    r.views(seq, 2, shape=(2,), dtype=np.int64, offset=48)[:, 1] = [7, 8]
+    assert r.view(seq + 1, shape=(1,), dtype=np.int64, offset=56)[0] == 8
+    assert r.view(seq, offset=56).shape == (8,)
+    with pytest.raises(ValueError, match="larger than a slot"):
+        r.view(seq, shape=(3,), dtype=np.int64, offset=48)
+    with pytest.raises(ValueError, match="not aligned"):
+        r.view(seq, shape=(1,), dtype=np.int64, offset=4)
