@@ -58,6 +58,7 @@ class Ring:
         shape: int | tuple[int, ...] | None = None,
         dtype: npt.DTypeLike = np.uint8,
         readonly: bool = False,
+        offset: int = 0,
     ) -> np.ndarray: ...
     def views(
         self,
@@ -66,6 +67,7 @@ class Ring:
         shape: int | tuple[int, ...] | None = None,
         dtype: npt.DTypeLike = np.uint8,
         readonly: bool = False,
+        offset: int = 0,
     ) -> np.ndarray: ...
     def write(self, seq: int, data: Any) -> None: ...
     def close(self) -> None: ...
