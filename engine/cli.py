@@ -3,9 +3,206 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import traceback
 
 from engine._version import __version__
+
+EXAMPLES = """\
+examples:
+  frame-engine play                          the built-in demo clip, in a window
+  frame-engine play video.mp4 --analyze edges --workers 2
+  frame-engine play video.mp4 --analyze flow --headless --stats-json stats.json
+  frame-engine play video.mp4 --untimed --analyze mymodule:track --results out.jsonl
+  frame-engine play rtsp://camera/stream --live --analyze motion
+  frame-engine play 0                        camera 0
+  frame-engine clean                         remove segments left by killed runs
+
+keys (window): space pause, left/right seek 5 s, . step while paused,
+  i stats overlay, f fullscreen, q or Esc quit
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"frame-engine: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is not at least {low}")
+        return value
+
+    return parse
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _memory(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 512M or 2G")
+    unit = (m.group(2) or "M")[0].upper()
+    return int(float(m.group(1)) * {"B": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="frame-engine",
+        description="Play and analyze video in Python in real time.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"frame-engine {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    play = sub.add_parser(
+        "play",
+        help="play a video, URL, camera or the demo, analyzing every frame",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    play.add_argument(
+        "source",
+        nargs="?",
+        default="demo",
+        help="a video file, a URL (rtsp/http/udp), a camera index, or demo (default)",
+    )
+    play.add_argument(
+        "--analyze",
+        default="none",
+        metavar="NAME|module:function",
+        help="none (default), gray, edges, blur, motion, flow, or module:function",
+    )
+    play.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        metavar="N",
+        help="analyzer processes (default: cores minus one, at least 1)",
+    )
+    play.add_argument(
+        "--buffer",
+        type=_int_at_least(2),
+        metavar="FRAMES",
+        help="frames read ahead (default: 2 s of video, within --max-memory)",
+    )
+    play.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=512 * 2**20,
+        metavar="SIZE",
+        help="cap on the frame buffer (default 512M)",
+    )
+    play.add_argument(
+        "--batch",
+        type=_int_at_least(1),
+        default=3,
+        metavar="N",
+        help="frames decoded per read cycle (default 3)",
+    )
+    play.add_argument(
+        "--speed", type=_float, default=1.0, metavar="X", help="playback rate (default 1)"
+    )
+    play.add_argument(
+        "--untimed", action="store_true", help="every frame, as fast as possible, never dropped"
+    )
+    play.add_argument(
+        "--start",
+        type=_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start this far into the source",
+    )
+    play.add_argument("--frames", type=_int_at_least(1), metavar="N", help="stop after N frames")
+    play.add_argument(
+        "--headless", action="store_true", help="no window (automatic where there is no display)"
+    )
+    play.add_argument(
+        "--live",
+        action="store_true",
+        help="never block the source: drop at the source when the buffer is full",
+    )
+    play.add_argument("--output", metavar="FILE", help="write the shown frames to a video")
+    play.add_argument(
+        "--results",
+        metavar="FILE.jsonl",
+        help="one line per analyzed frame: index and result, in frame order",
+    )
+    play.add_argument("--stats-json", metavar="FILE", help="write the run's figures at the end")
+    play.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="when the analysis raises: stop the run (default) or count and go on",
+    )
+    play.add_argument("--quiet", action="store_true", help="no progress, warnings or summary")
+    play.add_argument("--debug", action="store_true", help="tracebacks for errors")
+    play.set_defaults(func=_play)
+
+    clean = sub.add_parser("clean", help="remove shared-memory segments left by dead runs")
+    clean.add_argument("--quiet", action="store_true")
+    clean.set_defaults(func=_clean)
+    return p
+
+
+def _play(args: argparse.Namespace) -> int:
+    from engine.pipeline import play
+
+    # --analyze mymodule:fn finds ./mymodule.py (the analyzers inherit sys.path);
+    # last on the path, so a folder here never shadows an installed package.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+    stats = play(
+        args.source,
+        analyze=args.analyze,
+        workers=args.workers,
+        buffer=args.buffer,
+        max_memory=args.max_memory,
+        batch=args.batch,
+        speed=args.speed,
+        untimed=args.untimed,
+        start=args.start,
+        frames=args.frames,
+        headless=True if args.headless else None,
+        live=True if args.live else None,
+        output=args.output,
+        results=args.results,
+        stats_json=args.stats_json,
+        quiet=args.quiet,
+        debug=args.debug,
+        on_error=args.on_error,
+    )
+    if not args.quiet:
+        _report(stats, args)
+    return 0
+
+
+def _report(stats: dict, args: argparse.Namespace) -> None:
+    declared, decoded = stats["declared_frames"], stats["decoded_frames"]
+    if declared and decoded < declared and not args.frames and not args.start:
+        print(
+            f"frame-engine: {args.source}: decoded {decoded} of {declared} declared frames "
+            "(the file ends early or is damaged)",
+            file=sys.stderr,
+        )
+    from engine.stats import summary_line
+
+    print(f"frame-engine: {summary_line(stats)}", file=sys.stderr)
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -19,54 +216,27 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ring_demo(args: argparse.Namespace) -> int:
-    from engine.ringdemo import run
-
-    stats = run(frames=args.frames, workers=args.workers)
-    print(
-        f"{stats['frames']} frames of 1280x720 through reader -> {args.workers} analyzers -> "
-        f"display order in {stats['wall_s']:.2f} s: {stats['fps']:.0f} frames/s, every frame "
-        f"in order"
-    )
-    return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="frame-engine",
-        description="Play and analyze video in Python in real time.",
-        epilog="examples:\n  frame-engine ring-demo\n  frame-engine clean",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"frame-engine {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("clean", help="remove shared-memory segments left by dead runs")
-    c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=_clean)
-    d = sub.add_parser("ring-demo", help="push frames through the ring and report the rate")
-    d.add_argument("--frames", type=_positive, default=300)
-    d.add_argument("--workers", type=_positive, default=2)
-    d.set_defaults(func=_ring_demo)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    from engine.analysis import AnalysisError
+    from engine.pipeline import RunError, Terminated
+    from engine.sources import SourceError
+
     try:
         return args.func(args)
+    except (RunError, SourceError, AnalysisError) as e:
+        detail = getattr(e, "detail", None)
+        if debug:
+            print(detail or traceback.format_exc(), file=sys.stderr, end="")
+        print(f"frame-engine: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         print("frame-engine: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("frame-engine: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The command line as users run it."""
+"""The command line outside `play` (which tests/test_player.py covers)."""
 
 import subprocess
 
@@ -11,19 +11,19 @@ def cli(*args, timeout=120):
     )
 
 
-def test_ring_demo_moves_every_frame_in_order():
-    p = cli("ring-demo", "--frames", "60", "--workers", "2")
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("60 frames of 1280x720") and "every frame in order" in p.stdout
-
-
-def test_bad_option_is_one_clear_line():
-    p = cli("ring-demo", "--frames", "0")
-    assert p.returncode == 2
-    assert "--frames: 0 is not at least 1" in p.stderr and "Traceback" not in p.stderr
-
-
 def test_version_and_clean():
     assert cli("--version").stdout.startswith("frame-engine ")
     p = cli("clean")
     assert p.returncode == 0 and "stale segment(s) removed" in p.stdout
+
+
+def test_help_shows_examples_and_keys():
+    p = cli("play", "--help")
+    assert p.returncode == 0
+    assert "examples:" in p.stdout and "space pause" in p.stdout and "--untimed" in p.stdout
+
+
+def test_unknown_command_is_one_line():
+    p = cli("dance")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "invalid choice: 'dance'" in p.stderr

@@ -1,0 +1,265 @@
+"""What the analyzers run: the built-in analyses and the lookup of users' functions.
+
+An analysis is a function `fn(frame, out, ctx)`. `frame` is the decoded image
+(height x width x 3 uint8, BGR) and must not be written; `out` is the image that
+will be shown: a copy of `frame` to draw on, or, when the function is marked
+`in_place`, the frame's own memory (no copy: it draws on the frame). `ctx` is a
+`Context`. The
+function may return a small dict of plain numbers (JSON-able), or None.
+
+    from engine.analysis import analysis
+
+    @analysis(lookback=1)          # ctx.prev is the previous frame
+    def brightness_change(frame, out, ctx):
+        if ctx.prev is None:
+            return {"change": 0.0}
+        return {"change": float(frame.mean()) - float(ctx.prev.mean())}
+
+The built-ins keep their scratch images between calls (per thread), so a worker
+allocates nothing per frame beyond what OpenCV does inside its functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "BUILTINS",
+    "Analysis",
+    "AnalysisError",
+    "Context",
+    "analysis",
+    "blur",
+    "edges",
+    "flow",
+    "gray",
+    "motion",
+    "none",
+    "resolve",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AnalysisError(Exception):
+    """An analysis that cannot be used; one line naming it and the problem."""
+
+
+@dataclass
+class Context:
+    """What an analysis knows about the frame besides its pixels."""
+
+    frame_index: int
+    pts: float  # seconds
+    prev: np.ndarray | None  # the previous frame, when the analysis has lookback >= 1
+    worker: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A resolved analysis: the function and how the pipeline must call it."""
+
+    name: str  # as given
+    fn: Callable[[np.ndarray, np.ndarray, Context], dict[str, Any] | None]
+    in_place: bool  # True: out is frame itself (no copy); False: out starts as a copy
+    lookback: int  # how many previous frames it needs; ctx.prev is set when >= 1
+
+
+def analysis(*, in_place: bool = False, lookback: int = 0) -> Callable[[F], F]:
+    """Mark a function as an analysis that works in place (it draws nothing, so
+    the pipeline need not copy the frame) and/or looks back at previous frames."""
+
+    def mark(fn: F) -> F:
+        fn.in_place = in_place  # type: ignore[attr-defined]
+        fn.lookback = lookback  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+# --- scratch images ------------------------------------------------------------
+
+_scratch = threading.local()
+
+
+def _buffer(
+    key: str, shape: tuple[int, ...], dtype: type = np.uint8, fill: Any = None
+) -> np.ndarray:
+    """A scratch array kept between calls in this thread, made anew (and filled
+    with `fill`, if given) only when the shape changes."""
+    buffers: dict[str, np.ndarray] = _scratch.__dict__.setdefault("buffers", {})
+    buf = buffers.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = buffers[key] = np.empty(shape, dtype)
+        if fill is not None:
+            buf[:] = fill
+    return buf
+
+
+def _gray(image: np.ndarray, key: str = "gray") -> np.ndarray:
+    """The grey image of a BGR image, in the scratch array `key`."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=_buffer(key, image.shape[:2]))
+
+
+# --- the built-ins -------------------------------------------------------------
+
+EDGE_COLOUR = (0, 255, 0)  # BGR
+MOTION_TINT = (0, 0, 160, 0)  # added to moving pixels: towards red
+MOTION_THRESHOLD = 25  # grey levels of difference that count as motion
+FLOW_SCALE = 0.5  # flow is computed at half resolution: 4x faster, plenty for display
+FLOW_GRID = 16  # px between the drawn flow vectors
+FLOW_COLOUR = (0, 255, 255)
+
+
+@analysis(in_place=True)
+def none(frame: np.ndarray, out: np.ndarray, ctx: Context) -> None:
+    """Nothing: the frame is shown as decoded."""
+    return None
+
+
+@analysis()
+def gray(frame: np.ndarray, out: np.ndarray, ctx: Context) -> None:
+    """The frame in grey."""
+    cv2.cvtColor(_gray(frame), cv2.COLOR_GRAY2BGR, dst=out)
+
+
+@analysis()
+def edges(frame: np.ndarray, out: np.ndarray, ctx: Context) -> dict[str, int]:
+    """Canny edges of the grey image, painted over the frame; their pixel count."""
+    g = _gray(frame)
+    found = cv2.Canny(g, 100, 200, edges=_buffer("edges", g.shape))
+    cv2.copyTo(_buffer("edge_colour", out.shape, fill=EDGE_COLOUR), found, out)
+    return {"edge_pixels": int(cv2.countNonZero(found))}
+
+
+@analysis()
+def blur(frame: np.ndarray, out: np.ndarray, ctx: Context) -> None:
+    """A Gaussian blur (15x15)."""
+    cv2.GaussianBlur(frame, (15, 15), 0, dst=out)
+
+
+@analysis(lookback=1)
+def motion(frame: np.ndarray, out: np.ndarray, ctx: Context) -> dict[str, float]:
+    """Pixels whose grey level changed since the previous frame, tinted red; the
+    fraction of the image that moved (0 for the first frame)."""
+    if ctx.prev is None:
+        return {"motion": 0.0}
+    diff = cv2.absdiff(
+        _gray(frame), _gray(ctx.prev, "prev_gray"), dst=_buffer("diff", out.shape[:2])
+    )
+    cv2.threshold(diff, MOTION_THRESHOLD, 255, cv2.THRESH_BINARY, dst=diff)
+    cv2.add(out, MOTION_TINT, dst=out, mask=diff)
+    return {"motion": cv2.countNonZero(diff) / diff.size}
+
+
+@functools.lru_cache(maxsize=8)
+def _flow_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where flow vectors are drawn: the points of a FLOW_GRID-px grid (x, y, in the
+    frame) and the same points in the reduced flow field (fx, fy)."""
+    y, x = np.mgrid[FLOW_GRID // 2 : height : FLOW_GRID, FLOW_GRID // 2 : width : FLOW_GRID]
+    x, y = x.ravel(), y.ravel()
+    fh, fw = round(height * FLOW_SCALE), round(width * FLOW_SCALE)
+    fx = np.minimum((x * FLOW_SCALE).astype(np.intp), fw - 1)
+    fy = np.minimum((y * FLOW_SCALE).astype(np.intp), fh - 1)
+    for a in (x, y, fx, fy):
+        a.flags.writeable = False
+    return x, y, fx, fy
+
+
+@analysis(lookback=1)
+def flow(frame: np.ndarray, out: np.ndarray, ctx: Context) -> dict[str, float]:
+    """Dense optical flow (Farneback) from the previous frame, drawn as a line per
+    16 px from each grid point along its motion; the mean and largest motion in
+    pixels per frame (0 for the first frame)."""
+    if ctx.prev is None:
+        return {"flow_mean": 0.0, "flow_max": 0.0}
+    height, width = out.shape[:2]
+    small = (round(width * FLOW_SCALE), round(height * FLOW_SCALE))
+    now = cv2.resize(
+        _gray(frame), small, dst=_buffer("flow_now", small[::-1]), interpolation=cv2.INTER_AREA
+    )
+    before = cv2.resize(
+        _gray(ctx.prev, "prev_gray"),
+        small,
+        dst=_buffer("flow_before", small[::-1]),
+        interpolation=cv2.INTER_AREA,
+    )
+    field = cv2.calcOpticalFlowFarneback(
+        before, now, _buffer("flow", (small[1], small[0], 2), np.float32), 0.5, 3, 15, 3, 5, 1.2, 0
+    )
+    speed = _buffer("flow_speed", small[::-1], np.float32)
+    np.hypot(field[..., 0], field[..., 1], out=speed)
+
+    x, y, fx, fy = _flow_grid(height, width)
+    vectors = field[fy, fx] / FLOW_SCALE  # back to frame pixels
+    lines = np.stack([x, y, x + vectors[:, 0], y + vectors[:, 1]], axis=1)
+    lines = np.rint(lines).astype(np.int32).reshape(-1, 2, 2)
+    cv2.polylines(out, lines, False, FLOW_COLOUR, 1, cv2.LINE_AA)
+    return {
+        "flow_mean": float(speed.mean()) / FLOW_SCALE,
+        "flow_max": float(speed.max()) / FLOW_SCALE,
+    }
+
+
+BUILTINS: dict[str, Callable[..., Any]] = {
+    "none": none,
+    "gray": gray,
+    "edges": edges,
+    "blur": blur,
+    "motion": motion,
+    "flow": flow,
+}
+
+
+def resolve(name: str) -> Analysis:
+    """The analysis called `name`: a built-in, or "module:function" (a dotted path
+    after the colon reaches into classes or objects), imported here. Call it in
+    each worker, and once in the parent to report a bad name early."""
+    if name in BUILTINS:
+        fn = BUILTINS[name]
+    elif name.count(":") == 1 and all(name.split(":")):
+        fn = _import(name)
+    else:
+        choices = ", ".join(BUILTINS)
+        raise AnalysisError(
+            f"analysis {name!r}: no such built-in (choose from {choices}) and not module:function"
+        )
+    in_place = getattr(fn, "in_place", False)
+    lookback = getattr(fn, "lookback", 0)
+    if not isinstance(in_place, bool):
+        raise AnalysisError(f"analysis {name!r}: in_place must be True or False, not {in_place!r}")
+    if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
+        raise AnalysisError(
+            f"analysis {name!r}: lookback must be a whole number >= 0, not {lookback!r}"
+        )
+    return Analysis(name=name, fn=fn, in_place=in_place, lookback=lookback)
+
+
+def _import(name: str) -> Callable[..., Any]:
+    """The function named by "module:function", or AnalysisError."""
+    module_name, _, path = name.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as e:  # an import runs the user's code: anything can happen
+        raise AnalysisError(
+            f"analysis {name!r}: cannot import {module_name}: {type(e).__name__}: "
+            + " ".join(str(e).split())
+        ) from e
+    for part in path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AnalysisError(
+                f"analysis {name!r}: {module_name} has no function {path!r}"
+            ) from None
+    if not callable(target):
+        raise AnalysisError(f"analysis {name!r}: {path} is not callable")
+    return target

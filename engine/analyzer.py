@@ -1,0 +1,113 @@
+"""An analyzer process: one member of the ring's pool, running the user's function
+on each frame in place."""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+import cv2
+import numpy as np
+
+from engine import control as ctl
+from engine._ring import Ring, RingAborted
+from engine.analysis import Analysis, Context, resolve
+from engine.procs import child_setup
+from engine.slots import ERROR, LATE, OK, SKIPPED, SlotLayout
+
+STAGE = 1
+
+
+class Pacer:
+    """Decides whether a frame is still worth analyzing: not if, by the time the
+    analysis is done, the display's clock will have passed it (then the work goes
+    to frames that can still be shown on time)."""
+
+    def __init__(self, shared) -> None:
+        self.shared = shared
+        self.expected_ns = 0.0  # this worker's recent analysis time (moving average)
+
+    def too_late(self, index: int) -> bool:
+        due = ctl.frame_due_ns(self.shared, index)
+        if due is None:
+            return False
+        period = 1_000_000_000_000 // self.shared[ctl.CLOCK_RATE_MILLI]
+        return time.monotonic_ns() + self.expected_ns > due + period
+
+    def took(self, ns: int) -> None:
+        self.expected_ns = ns if not self.expected_ns else 0.8 * self.expected_ns + 0.2 * ns
+
+
+def analyze_frame(
+    ring: Ring,
+    layout: SlotLayout,
+    analysis: Analysis,
+    seq: int,
+    worker: int,
+    skip: bool,
+    pacer: Pacer | None = None,
+) -> None:
+    """Run the analysis on item `seq`; record its result, or its error, in the slot."""
+    frame = layout.frame(ring, seq, readonly=True)
+    meta = layout.meta(ring, seq)
+    meta["worker"] = worker
+    if pacer is not None and pacer.too_late(int(meta["index"])):
+        meta["status"], meta["result_len"], meta["analysis_ns"] = LATE, 0, 0
+        return
+    if analysis.in_place:
+        out = layout.frame(ring, seq)
+    else:
+        out = layout.out(ring, seq)
+        np.copyto(out, frame)
+    prev = None
+    if analysis.lookback and seq > 0:
+        # The ring's lookback keeps item seq-1 intact while this one is in flight.
+        if layout.meta(ring, seq - 1)["epoch"] == meta["epoch"]:
+            prev = layout.frame(ring, seq - 1, readonly=True)
+    ctx = Context(frame_index=int(meta["index"]), pts=float(meta["pts"]), prev=prev, worker=worker)
+    t0 = time.perf_counter_ns()
+    try:
+        result = analysis.fn(frame, out, ctx)
+        layout.write_result(ring, seq, meta, result)
+        meta["status"] = OK
+    except Exception as e:  # the user's function: report, do not die
+        meta["analysis_ns"] = time.perf_counter_ns() - t0
+        if skip:
+            if not analysis.in_place:
+                np.copyto(out, frame)  # show the frame unanalyzed
+            layout.write_result(ring, seq, meta, {"error": f"{type(e).__name__}: {e}"})
+            meta["status"] = SKIPPED
+        else:
+            report = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            try:
+                layout.write_result(ring, seq, meta, report)
+            except ValueError:  # a huge traceback: keep its end
+                report["traceback"] = report["traceback"][-8000:]
+                report["error"] = report["error"][:4000]
+                layout.write_result(ring, seq, meta, report)
+            meta["status"] = ERROR
+    else:
+        meta["analysis_ns"] = time.perf_counter_ns() - t0
+    if pacer is not None:
+        pacer.took(int(meta["analysis_ns"]))
+
+
+def run(cfg: ctl.RunConfig, shared, worker: int) -> None:
+    """Process body: take frames from the pool stage until the end of the stream."""
+    child_setup(f"fe-analyze-{worker}", cfg.parent_pid)
+    cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads would fight it
+    analysis = resolve(cfg.analyze)
+    ring = Ring.open(cfg.ring_name)
+    skip = cfg.on_error == "skip"
+    pacer = Pacer(shared)
+    try:
+        while True:
+            try:
+                seq, n = ring.take(STAGE, max_n=1)
+            except (EOFError, RingAborted):
+                break
+            for s in range(seq, seq + n):
+                analyze_frame(ring, cfg.layout, analysis, s, worker, skip, pacer)
+            ring.done(STAGE, seq, n)
+    finally:
+        ring.close()

@@ -1,0 +1,54 @@
+"""The run's configuration as children receive it, and the few shared counters
+and requests that pass between the supervisor and its children outside the ring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.slots import SlotLayout
+from engine.sources import SourceInfo
+
+# Indices into the shared control array (int64, no lock: one writer each).
+EPOCH = 0  # display -> reader: bumped to ask for a seek to SEEK_TO
+SEEK_TO = 1  # display -> reader: frame index to seek to
+DROPPED_SOURCE = 2  # reader: frames dropped at a live source because the ring was full
+DECODED = 3  # reader: frames decoded, set when it stops
+READER_DONE = 4  # reader: 1 once it stopped cleanly (end of source, --frames, abort)
+# The display's clock, for analyzers to skip frames that can no longer be shown
+# in time (mpv's decoder framedrop): frame i is due at T0 + (i - BASE) / RATE.
+CLOCK_T0_NS = 5  # time.monotonic_ns() of the anchor; 0 while the clock is not running
+CLOCK_BASE = 6
+CLOCK_RATE_MILLI = 7  # frames per second x 1000
+SIZE = 8
+
+
+def frame_due_ns(shared, index: int) -> int | None:
+    """When frame `index` is due on the display's clock, or None (untimed, paused,
+    not started).  The fields are read without a lock: a torn read during a
+    re-anchor costs at most one wrong skip decision."""
+    t0, rate = shared[CLOCK_T0_NS], shared[CLOCK_RATE_MILLI]
+    if not t0 or not rate:
+        return None
+    return t0 + (index - shared[CLOCK_BASE]) * 1_000_000_000_000 // rate
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a child needs to do its part; pickled once when it starts."""
+
+    ring_name: str
+    layout: SlotLayout
+    source: SourceInfo
+    analyze: str
+    batch: int
+    live: bool
+    pace_fps: float | None  # a file or the demo played --live is read in real time, like a camera
+    start_frame: int
+    max_frames: int | None
+    on_error: str  # "stop" or "skip"
+    parent_pid: int
+
+
+def new_control(context):
+    """A shared int64 array for the control fields above."""
+    return context.Array("q", SIZE, lock=False)

@@ -1,0 +1,611 @@
+"""The supervisor: sets up a run (ring, reader, analyzer pool), shows or collects the
+frames in order on the display's clock, watches the children, and on every way out
+stops them and removes the segment."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine import analyzer, reader
+from engine import control as ctl
+from engine._ring import Ring
+from engine.analysis import resolve
+from engine.clock import REANCHOR_S, Clock
+from engine.display import (
+    PAUSE,
+    QUIT,
+    SEEK_BACK,
+    SEEK_FORWARD,
+    STATS,
+    STEP,
+    HeadlessView,
+    WindowView,
+    display_available,
+)
+from engine.procs import CONTEXT
+from engine.segments import clean_stale
+from engine.slots import ERROR, LATE, SKIPPED, SlotLayout
+from engine.sources import SourceInfo, probe
+from engine.stats import RunStats
+
+DISPLAY_STAGE = 2
+PREROLL = 4  # frames buffered before the clock starts
+SUPERVISE_S = 0.05  # how often the children are checked
+DRY_WARNING_S = 1.0  # at most one "buffer ran dry" warning per second
+SEEK_S = 5.0
+STARVED_LEAD_S = 0.05  # after a stall, the clock restarts this far ahead of now
+JOIN_S = 1.5  # children get this long to stop before they are killed
+
+
+class RunError(Exception):
+    """A run that cannot go on: one line naming the input and the problem."""
+
+    def __init__(self, message: str, detail: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.detail = detail  # a traceback, shown with --debug
+        self.exit_code = exit_code
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, through every cleanup."""
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) - 1)
+
+
+@dataclass
+class PlayOptions:
+    source: str | int | None = "demo"
+    analyze: str = "none"
+    workers: int | None = None
+    buffer: int | None = None  # frames; default 2 s of video
+    max_memory: int = 512 * 2**20
+    batch: int = 3
+    speed: float = 1.0
+    untimed: bool = False
+    start: float = 0.0
+    frames: int | None = None
+    headless: bool | None = None  # None: headless where there is no display
+    live: bool | None = None  # None: as the source says (camera, url)
+    output: str | None = None
+    results: str | None = None
+    stats_json: str | None = None
+    quiet: bool = False
+    debug: bool = False
+    on_error: str = "stop"
+
+    def check(self) -> None:
+        """Refuse options out of range, naming the option."""
+        if self.workers is not None and not 1 <= self.workers <= 64:
+            raise RunError(f"--workers {self.workers}: must be from 1 to 64", exit_code=2)
+        if self.buffer is not None and not 2 <= self.buffer <= 4096:
+            raise RunError(f"--buffer {self.buffer}: must be from 2 to 4096 frames", exit_code=2)
+        if not 1 <= self.batch <= 64:
+            raise RunError(f"--batch {self.batch}: must be from 1 to 64", exit_code=2)
+        if not (math.isfinite(self.speed) and 0.01 <= self.speed <= 100):
+            raise RunError(f"--speed {self.speed}: must be from 0.01 to 100", exit_code=2)
+        if not (math.isfinite(self.start) and self.start >= 0):
+            raise RunError(f"--start {self.start}: must be 0 or more seconds", exit_code=2)
+        if self.frames is not None and self.frames < 1:
+            raise RunError(f"--frames {self.frames}: must be at least 1", exit_code=2)
+        if self.max_memory < 2**20:
+            raise RunError(f"--max-memory {self.max_memory}: must be at least 1 MiB", exit_code=2)
+        if self.on_error not in ("stop", "skip"):
+            raise RunError(f"--on-error {self.on_error}: must be stop or skip", exit_code=2)
+
+
+def ring_slots(frames: int, lookback: int, slot_bytes: int, max_memory: int) -> int:
+    """A power of two that holds `frames` (plus lookback), within max_memory."""
+    slots = 2
+    while slots < frames + lookback:
+        slots *= 2
+    while slots > 2 and slots * slot_bytes > max_memory:
+        slots //= 2
+    if slots * slot_bytes > max_memory or slots <= lookback:
+        raise RunError(
+            f"--max-memory {max_memory // 2**20} MiB: too small for two frames of "
+            f"{slot_bytes / 2**20:.1f} MiB",
+            exit_code=2,
+        )
+    return slots
+
+
+@dataclass
+class Shown:
+    """The frame on screen: its slot is held until the next one replaces it."""
+
+    seq: int
+    index: int
+
+
+@dataclass
+class Run:
+    """One run of the pipeline, from set-up to clean-up."""
+
+    opts: PlayOptions
+    info: SourceInfo = field(init=False)
+    stats: RunStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        opts = self.opts
+        opts.check()
+        spec = "demo" if opts.source is None else opts.source
+        self.info = probe(spec)
+        self.analysis = resolve(opts.analyze)  # import errors surface here, once
+        self.live = self.info.live if opts.live is None else opts.live
+        self.workers = opts.workers or default_workers()
+        self.layout = SlotLayout(self.info.height, self.info.width, not self.analysis.in_place)
+        buffer = opts.buffer or max(PREROLL * 2, math.ceil(2 * self.info.fps))
+        self.slots = ring_slots(
+            buffer + 1, self.analysis.lookback, self.layout.slot_bytes, opts.max_memory
+        )
+        self.start_frame = round(opts.start * self.info.fps)
+        declared = self.info.declared_frames
+        if declared and self.start_frame >= declared:
+            length = declared / self.info.fps
+            raise RunError(f"--start {opts.start}: the source has {length:.1f} s", exit_code=2)
+        self.stats = RunStats(self.info, self.analysis.name, opts.quiet)
+        self.ring: Ring | None = None
+        self.procs: dict[str, object] = {}
+        self.epoch = 0
+        self.eof = False
+
+    # ---- set-up and clean-up ------------------------------------------------
+
+    def start(self) -> None:
+        clean_stale()  # segments of runs whose parent was killed
+        self.ring = Ring.create(
+            slots=self.slots,
+            slot_bytes=self.layout.slot_bytes,
+            stages=("pool", "ordered"),
+            lookback=self.analysis.lookback,
+        )
+        self.shared = ctl.new_control(CONTEXT)
+        self.cfg = ctl.RunConfig(
+            ring_name=self.ring.name,
+            layout=self.layout,
+            source=self.info,
+            analyze=self.opts.analyze,
+            batch=min(self.opts.batch, self.slots - self.analysis.lookback),
+            live=self.live,
+            pace_fps=self.info.fps * self.opts.speed if self.live and not self.info.live else None,
+            start_frame=self.start_frame,
+            max_frames=self.opts.frames,
+            on_error=self.opts.on_error,
+            parent_pid=os.getpid(),
+        )
+        self._spawn("reader", reader.run, (self.cfg, self.shared))
+        for w in range(1, self.workers + 1):
+            self._spawn(f"analyzer-{w}", analyzer.run, (self.cfg, self.shared, w))
+        self.stats.started()
+
+    def _spawn(self, role: str, target, args) -> None:
+        p = CONTEXT.Process(target=target, args=args, name=f"fe-{role}", daemon=True)
+        p.start()
+        self.procs[role] = p
+
+    def stop(self) -> None:
+        """Stop every child within JOIN_S and remove the segment; safe to call twice."""
+        if self.ring is None:
+            return
+        self.ring.abort()
+        deadline = time.monotonic() + JOIN_S
+        for p in self.procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs.values():
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        self.ring.close()
+        self.ring.unlink()
+        self.ring = None
+
+    # ---- supervision ----------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Replace dead analyzers (their frames move on, flagged failed); a reader
+        that died without finishing ends the run."""
+        for role, p in list(self.procs.items()):
+            if p.is_alive():
+                continue
+            if role == "reader":
+                if not self.shared[ctl.READER_DONE]:
+                    raise RunError(
+                        f"{self.info.spec}: the reader process died ({exit_text(p.exitcode)})"
+                    )
+                continue
+            if p.exitcode == 0 and self.ring.end_seq is not None:
+                continue  # finished with the stream
+            moved = self.ring.reclaim(p.pid)
+            self.stats.note(
+                f"analyzer {role[9:]} (pid {p.pid}) died ({exit_text(p.exitcode)}); "
+                f"{moved} frame(s) move on unanalyzed; restarted"
+            )
+            self._spawn(role, analyzer.run, (self.cfg, self.shared, int(role[9:])))
+
+    # ---- frames in order ------------------------------------------------------
+
+    def _take(self, pending: deque, timeout: float = 0) -> None:
+        """Move frames ready for the display into `pending` (never waits unless told)."""
+        try:
+            seq, n = self.ring.take(DISPLAY_STAGE, max_n=self.slots, timeout=timeout)
+        except TimeoutError:
+            return
+        except EOFError:
+            self.eof = True
+            return
+        pending.extend(range(seq, seq + n))
+
+    def _release(self, seq: int) -> None:
+        self.ring.done(DISPLAY_STAGE, seq)
+
+    def _meta(self, seq: int):
+        return self.layout.meta(self.ring, seq)
+
+    def _accept(self, seq: int) -> dict | None:
+        """Look at a frame as it reaches the display: a stale epoch (before a seek)
+        is released at once (returns None); an analysis error stops the run;
+        results are recorded, in frame order."""
+        meta = self._meta(seq)
+        if meta["epoch"] != self.epoch:
+            self._release(seq)
+            return None
+        failed = self.ring.failed(seq)
+        status = int(meta["status"])
+        late = status == LATE and not failed
+        result = None if failed or late else self.layout.read_result(self.ring, seq, meta)
+        index = int(meta["index"])
+        if status == ERROR and not failed:
+            raise RunError(
+                f"{self.info.spec}: frame {index}: analysis '{self.analysis.name}' raised "
+                f"{result['error']}",
+                detail=result.get("traceback"),
+            )
+        self.stats.arrived(index, failed, status == SKIPPED, late, int(meta["analysis_ns"]))
+        return {"seq": seq, "index": index, "failed": failed, "late": late, "result": result}
+
+    def image(self, frame: dict) -> np.ndarray:
+        """What is shown for a frame: the analysis output, or the frame itself when
+        the analysis worked in place or its analyzer died."""
+        if frame["failed"] or not self.layout.separate_out:
+            return self.layout.frame(self.ring, frame["seq"], readonly=True)
+        return self.layout.out(self.ring, frame["seq"], readonly=True)
+
+    def frames(self) -> Iterator[dict]:
+        """Every frame in order, as fast as they come (the untimed path)."""
+        pending: deque = deque()
+        while True:
+            if not pending:
+                if self.eof:
+                    return
+                self._take(pending, timeout=SUPERVISE_S)
+                self.supervise()
+                continue
+            frame = self._accept(pending.popleft())
+            if frame is not None:
+                yield frame
+                self._release(frame["seq"])
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Player:
+    """Runs a Run on the display's clock, in a window or headless."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        opts = run.opts
+        self.untimed = opts.untimed
+        self.clock = Clock(run.info.fps, opts.speed)
+        self.hud = False
+        self.shown: Shown | None = None
+        self.last_dry_warning = -math.inf
+        self.last_stall_due: int | None = None
+        self.last_index: int | None = None  # the newest frame shown or dropped
+        self.writer = None
+        self.results = None
+        headless = opts.headless
+        if headless is None:
+            headless = not display_available()
+            if headless:
+                run.stats.note("no display: running headless")
+        self.step_pending = False
+        self.pending: deque = deque()  # seqs taken from the ring, not yet looked at
+        self.ready: deque = deque()  # accepted frames (dicts), in order, not yet shown
+        self.view = None
+        if not headless:
+            try:
+                self.view = WindowView(run.info.width, run.info.height, self.title("playing"))
+            except Exception as e:  # no usable video driver after all
+                run.stats.note(f"cannot open a window ({e}): running headless")
+        if self.view is None:
+            self.view = HeadlessView(
+                run.opts.frames or run.info.declared_frames, run.info.spec, opts.quiet
+            )
+        self.windowed = isinstance(self.view, WindowView)
+        run.stats.display = "window" if self.windowed else "headless"
+
+    def title(self, state: str) -> str:
+        return f"frame-engine: {self.run.info.spec} [{state}]"
+
+    # ---- outputs ----------------------------------------------------------------
+
+    def open_outputs(self) -> None:
+        opts, info = self.run.opts, self.run.info
+        if opts.output:
+            import cv2
+
+            ext = os.path.splitext(opts.output)[1].lower()
+            fourcc = cv2.VideoWriter_fourcc(
+                *("mp4v" if ext in (".mp4", ".m4v", ".mov") else "MJPG")
+            )
+            self.writer = cv2.VideoWriter(opts.output, fourcc, info.fps, (info.width, info.height))
+            if not self.writer.isOpened():
+                raise RunError(f"{opts.output}: cannot write a video there", exit_code=1)
+        if opts.results:
+            try:
+                self.results = open(opts.results, "w")
+            except OSError as e:
+                raise RunError(f"{opts.results}: cannot write results: {e.strerror}") from None
+
+    def close_outputs(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.results is not None:
+            self.results.close()
+
+    def record(self, frame: dict) -> None:
+        """Every frame that reached the display, shown or dropped, in order."""
+        if self.results is not None and frame["result"] is not None:
+            line = {"frame": frame["index"], "result": frame["result"]}
+            self.results.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    # ---- showing ------------------------------------------------------------------
+
+    def show(self, frame: dict, now: float) -> None:
+        run = self.run
+        image = run.image(frame)
+        if self.windowed:
+            self.view.show(image, self.title("paused" if self.clock.paused_at else "playing"))
+        if self.writer is not None:
+            self.writer.write(image)
+        if self.shown is not None:
+            run._release(self.shown.seq)
+        self.shown = Shown(frame["seq"], frame["index"])
+        self.last_index = frame["index"]
+        late = 0.0 if self.untimed else self.clock.showing(frame["index"], now)
+        self.publish_clock()
+        run.stats.shown(frame["index"], late)
+        self.redraw()
+
+    def publish_clock(self) -> None:
+        """Tell the analyzers the clock, so they skip frames that are already late."""
+        shared, clock = self.run.shared, self.clock
+        if self.untimed or not clock.running:
+            shared[ctl.CLOCK_T0_NS] = 0
+            return
+        shared[ctl.CLOCK_BASE] = clock.base
+        shared[ctl.CLOCK_RATE_MILLI] = round(clock.rate * 1000)
+        shared[ctl.CLOCK_T0_NS] = round(clock.t0 * 1e9)
+
+    def drop(self, frame: dict) -> None:
+        """A late frame, released unseen (after the one on screen: done is in order)."""
+        if self.shown is not None:
+            self.run._release(self.shown.seq)
+            self.shown = None
+        self.run._release(frame["seq"])
+        self.run.stats.dropped_late += 1
+        self.last_index = frame["index"]
+
+    def redraw(self) -> None:
+        state = "paused" if self.clock.paused_at else "playing"
+        self.view.redraw(self.run.stats.hud(self.run) if self.hud else None, self.title(state))
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def play(self) -> None:
+        run = self.run
+        self.open_outputs()
+        try:
+            self._loop()
+        finally:
+            run.stats.reanchors = self.clock.reanchors
+            self.view.close()
+            self.close_outputs()
+
+    def _events(self, now: float) -> bool:
+        """Handle keys; False to quit."""
+        run = self.run
+        for ev in self.view.events():
+            if ev == QUIT:
+                return False
+            if ev == STATS:
+                self.hud = not self.hud
+                self.redraw()
+            elif ev == PAUSE:
+                if self.clock.paused_at is None:
+                    self.clock.pause(now)
+                else:
+                    self.clock.resume(now)
+                self.publish_clock()
+                self.redraw()
+            elif ev == STEP and self.clock.paused_at is not None:
+                self.step_pending = True
+            elif ev in (SEEK_BACK, SEEK_FORWARD) and not run.live:
+                here = self.shown.index if self.shown else run.start_frame
+                delta = round(SEEK_S * run.info.fps) * (1 if ev == SEEK_FORWARD else -1)
+                target = max(0, here + delta)
+                if run.info.declared_frames:
+                    target = min(target, run.info.declared_frames - 1)
+                self.seek(target)
+        return True
+
+    def seek(self, target: int) -> None:
+        """Ask the reader for `target`; frames already buffered are stale."""
+        run = self.run
+        run.epoch += 1
+        run.shared[ctl.SEEK_TO] = target
+        run.shared[ctl.EPOCH] = run.epoch
+        # done() goes in sequence order: the frame on screen, then the accepted
+        # frames, then those not looked at yet.
+        if self.shown is not None:
+            run._release(self.shown.seq)
+            self.shown = None
+        for frame in self.ready:
+            run._release(frame["seq"])
+        for seq in self.pending:
+            run._release(seq)
+        self.ready.clear()
+        self.pending.clear()
+        self.clock.t0 = None  # re-anchored by the first frame of the new epoch
+        self.publish_clock()
+        self.last_index = None
+        run.eof = False
+
+    def _loop(self) -> None:
+        run = self.run
+        ready = self.ready
+        next_supervise = 0.0
+        preroll = min(PREROLL, run.slots - 1 - run.analysis.lookback)
+        while True:
+            now = time.monotonic()
+            if not self._events(now):
+                return
+            if now >= next_supervise:
+                run.supervise()
+                next_supervise = now + SUPERVISE_S
+                self.view.progress(run.stats.frames_shown, run.stats.postfix(run))
+            # Pull what is ready; before the clock starts, wait a little for the pre-roll.
+            prerolling = not self.untimed and self.clock.t0 is None
+            run._take(self.pending, timeout=0.01 if prerolling else 0)
+            while self.pending:
+                frame = run._accept(self.pending.popleft())
+                if frame is not None:
+                    ready.append(frame)
+                    self.record(frame)
+            if not ready:
+                if run.eof and not self.pending:
+                    return
+                self._stall(now)
+                self._wait(now)
+                continue
+            if self.untimed:
+                self.show(ready.popleft(), now)
+                continue
+            if self.clock.t0 is None:
+                if len(ready) < preroll and not run.eof:
+                    continue
+                self.clock.anchor(ready[0]["index"], now)
+                self.publish_clock()
+            if self.clock.paused_at is not None:
+                if self.step_pending:
+                    self.step_pending = False
+                    frame = ready.popleft()
+                    self.clock.step_to(frame["index"], now)
+                    self.show(frame, now)
+                else:
+                    self._wait(now)
+                continue
+            due = self.clock.due_index(now)
+            # Late: skipped by an analyzer, or a newer frame is due too. Released unseen.
+            while ready and (ready[0]["late"] or len(ready) >= 2 and ready[1]["index"] <= due):
+                self.drop(ready.popleft())
+            if ready and ready[0]["index"] <= due:
+                self.show(ready.popleft(), now)
+            elif not ready:
+                self._stall(now)
+            self._wait(now)
+
+    def _stall(self, now: float) -> None:
+        """Nothing to show: count a stall once per frame period that finds the buffer
+        empty, and warn (at most once a second) that it ran dry."""
+        run = self.run
+        if self.untimed or self.clock.t0 is None or self.clock.paused_at is not None:
+            return
+        due = self.clock.due_index(now)
+        if self.last_index is None or due <= self.last_index:
+            return
+        if due != self.last_stall_due:
+            self.last_stall_due = due
+            run.stats.stalls += 1
+            if now - self.last_dry_warning >= DRY_WARNING_S and not run.opts.quiet:
+                self.last_dry_warning = now
+                run.stats.warn_dry()
+        # Starving: the next frame is over REANCHOR_S late and still not here.  The
+        # clock restarts a little ahead of now, at the next frame, so the analyzers
+        # (which skip what is late) work on frames that can be shown on time.
+        nxt = self.last_index + 1
+        if self.clock.lateness(nxt, now) > REANCHOR_S:
+            self.clock.anchor(nxt, now + STARVED_LEAD_S)
+            self.clock.reanchors += 1
+            self.publish_clock()
+
+    def _wait(self, now: float) -> None:
+        """Sleep until the next frame is due, in short steps so keys stay responsive;
+        the ring is polled, never waited on."""
+        if self.untimed or self.clock.t0 is None or self.clock.paused_at is not None:
+            time.sleep(0.002)
+            return
+        nxt = self.clock.due_time(self.clock.due_index(now) + 1)
+        time.sleep(min(max(nxt - now, 0.0), 0.004))
+
+
+def play(source: str | int | None = "demo", **options) -> dict:
+    """Play (or, headless, process) a source through the pipeline; return the stats."""
+    run = Run(PlayOptions(source=source, **options))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        run.start()
+        player = Player(run)
+        try:
+            player.play()
+        finally:
+            run.stats.finished(run)
+        return run.stats.as_dict(run)
+    finally:
+        run.stop()
+        signal.signal(signal.SIGTERM, previous)
+        if run.opts.stats_json:
+            run.stats.write_json(run.opts.stats_json, run)
+
+
+def frames(source: str | int | None = "demo", **options) -> Iterator[tuple[np.ndarray, object]]:
+    """Analyzed frames in order, as fast as they come: (image, result) pairs.  The
+    image is a read-only view into the ring, valid until the next iteration (copy
+    it to keep it)."""
+    options.setdefault("untimed", True)
+    run = Run(PlayOptions(source=source, headless=True, quiet=True, **options))
+    run.start()
+    try:
+        for frame in run.frames():
+            yield run.image(frame), frame["result"]
+    finally:
+        run.stop()
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def fail(message: str) -> None:
+    print(f"frame-engine: {message}", file=sys.stderr)

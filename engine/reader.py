@@ -1,0 +1,68 @@
+"""The reader process: decodes the source straight into ring slots, in batches."""
+
+from __future__ import annotations
+
+import time
+
+from engine import control as ctl
+from engine._ring import Ring, RingAborted
+from engine.procs import child_setup
+from engine.slots import OK
+from engine.sources import open_source
+
+# How long a claim waits before the reader looks for a seek request again.
+CLAIM_SLICE_S = 0.25
+
+
+def run(cfg: ctl.RunConfig, shared) -> None:
+    """Process body: read until the end of the source, --frames, or an abort."""
+    child_setup("fe-reader", cfg.parent_pid)
+    ring = Ring.open(cfg.ring_name)
+    source = open_source(cfg.source)
+    layout, fps = cfg.layout, cfg.source.fps
+    index, epoch, read = cfg.start_frame, 0, 0
+    pace_start, paced = time.monotonic(), 0
+    try:
+        if index:
+            source.seek(index)
+        while cfg.max_frames is None or read < cfg.max_frames:
+            if shared[ctl.EPOCH] != epoch:  # the display asked for a seek
+                epoch, index = shared[ctl.EPOCH], shared[ctl.SEEK_TO]
+                source.seek(index)
+            if cfg.pace_fps:  # real time: frame k of the source comes at k / fps
+                time.sleep(max(0.0, pace_start + paced / cfg.pace_fps - time.monotonic()))
+                paced += 1
+            n = cfg.batch if cfg.max_frames is None else min(cfg.batch, cfg.max_frames - read)
+            if cfg.live:
+                n = 1  # a live source gives one frame at a time
+            try:
+                seq = ring.claim(n, timeout=0 if cfg.live else CLAIM_SLICE_S)
+            except TimeoutError:
+                if not cfg.live:
+                    continue
+                # A live source never waits: the frame is dropped at the source.
+                if not source.skip():
+                    break
+                shared[ctl.DROPPED_SOURCE] += 1
+                index += 1
+                continue
+            got = 0
+            while got < n and source.read_into(layout.frame(ring, seq + got)):
+                meta = layout.meta(ring, seq + got)
+                meta["index"], meta["pts"], meta["epoch"] = index, index / fps, epoch
+                meta["status"], meta["result_len"] = OK, 0
+                index += 1
+                got += 1
+            if got:
+                ring.publish(seq, got)
+            read += got
+            if got < n:
+                break  # the source ended (or stopped decoding)
+        shared[ctl.DECODED] = source.frames_read
+        ring.end()
+        shared[ctl.READER_DONE] = 1
+    except RingAborted:
+        shared[ctl.READER_DONE] = 1  # the run is being stopped
+    finally:
+        source.close()
+        ring.close()

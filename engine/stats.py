@@ -1,0 +1,168 @@
+"""What a run counts, shows in its HUD and progress bar, and reports at the end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from engine import control as ctl
+from engine.sources import SourceInfo
+
+RATE_WINDOW_S = 1.0
+
+
+def _percentiles(values, qs) -> list[float | None]:
+    if not len(values):
+        return [None] * len(qs)
+    return [round(float(v), 3) for v in np.percentile(np.asarray(values, float), qs)]
+
+
+class RunStats:
+    def __init__(self, info: SourceInfo, analysis: str, quiet: bool = False) -> None:
+        self.info = info
+        self.analysis = analysis
+        self.quiet = quiet
+        self.frames_shown = 0
+        self.dropped_late = 0
+        self.stalls = 0
+        self.arrived_frames = 0
+        self.failed = 0
+        self.reanchors = 0
+        self.not_analyzed_late = 0  # skipped by an analyzer: could not be shown in time
+        self.display = "headless"
+        self.analysis_errors = 0
+        self.analysis_ms: list[float] = []
+        self.timing_error_ms: list[float] = []
+        self.t_start = self.t_end = time.monotonic()
+        self.final: dict | None = None
+        self._rates: deque = deque()  # (time, read, analyzed, shown) for the HUD
+
+    # ---- events ------------------------------------------------------------------
+
+    def started(self) -> None:
+        self.t_start = time.monotonic()
+
+    def note(self, message: str) -> None:
+        """One line on stderr (not with --quiet)."""
+        if not self.quiet:
+            print(f"frame-engine: {message}", file=sys.stderr, flush=True)
+
+    def warn_dry(self) -> None:
+        self.note("buffer ran dry: frames are not ready in time (analysis or decoding too slow)")
+
+    def arrived(
+        self, index: int, failed: bool, skipped: bool, late: bool, analysis_ns: int
+    ) -> None:
+        self.arrived_frames += 1
+        if failed:
+            self.failed += 1
+        elif late:
+            self.not_analyzed_late += 1
+        elif skipped:
+            self.analysis_errors += 1
+        else:
+            self.analysis_ms.append(analysis_ns / 1e6)
+
+    def shown(self, index: int, late_s: float) -> None:
+        self.frames_shown += 1
+        self.timing_error_ms.append(late_s * 1000)
+
+    # ---- live views ----------------------------------------------------------------
+
+    def _counts(self, run) -> tuple[int, int, int]:
+        st = run.ring.stats()
+        return st[0]["items"], self._analyzed(st), self.frames_shown
+
+    def _analyzed(self, st) -> int:
+        return st[1]["items"] - st[1]["failed"] - self.not_analyzed_late
+
+    def rates(self, run) -> tuple[float, float, float]:
+        """Frames per second of decode, analysis and display over the last second."""
+        now = time.monotonic()
+        self._rates.append((now, *self._counts(run)))
+        while len(self._rates) > 2 and now - self._rates[1][0] >= RATE_WINDOW_S:
+            self._rates.popleft()
+        (t0, *a), (t1, *b) = self._rates[0], self._rates[-1]
+        dt = max(t1 - t0, 1e-9)
+        return tuple((y - x) / dt for x, y in zip(a, b, strict=True))
+
+    def buffered(self, run) -> int:
+        st = run.ring.stats()
+        return st[0]["items"] - st[2]["items"]
+
+    def hud(self, run) -> list[str]:
+        dec, ana, disp = self.rates(run)
+        buf = self.buffered(run)
+        p50, p95 = _percentiles(self.analysis_ms[-300:], [50, 95])
+        return [
+            f"{self.info.spec}  {self.info.width}x{self.info.height} @ {self.info.fps:g} fps",
+            f"fps: decode {dec:.0f}  analysis {ana:.0f}  display {disp:.0f}",
+            f"buffer: {buf} frames ({buf / self.info.fps:.2f} s)",
+            f"dropped: late {self.dropped_late}  source {run.shared[ctl.DROPPED_SOURCE]}  "
+            f"failed {self.failed}  stalls {self.stalls}",
+            f"analysis '{self.analysis}': p50 {p50 or 0:.1f} ms  p95 {p95 or 0:.1f} ms",
+        ]
+
+    def postfix(self, run) -> str:
+        return f"buffer {self.buffered(run)}, dropped {self.dropped_late}, stalls {self.stalls}"
+
+    # ---- the end --------------------------------------------------------------------
+
+    def finished(self, run) -> None:
+        """Freeze the figures while the ring still exists."""
+        self.t_end = time.monotonic()
+        st = run.ring.stats()
+        wall = max(self.t_end - self.t_start, 1e-9)
+        read, analyzed = st[0]["items"], self._analyzed(st)
+        a50, a95 = _percentiles(self.analysis_ms, [50, 95])
+        e50, e99 = _percentiles(self.timing_error_ms, [50, 99])
+        self.final = {
+            "source": self.info.spec,
+            "analysis": self.analysis,
+            "workers": run.workers,
+            "display": self.display,
+            "frames_read": read,
+            "frames_analyzed": analyzed,
+            "frames_shown": self.frames_shown,
+            "dropped_late": self.dropped_late,
+            "dropped_source": int(run.shared[ctl.DROPPED_SOURCE]),
+            "stalls": self.stalls,
+            "failed": self.failed,
+            "analysis_errors": self.analysis_errors,
+            "declared_frames": self.info.declared_frames,
+            "decoded_frames": int(run.shared[ctl.DECODED]),
+            "source_fps": self.info.fps,
+            "wall_s": round(wall, 3),
+            "fps": {
+                "decode": round(read / wall, 2),
+                "analysis": round(analyzed / wall, 2),
+                "display": round(self.frames_shown / wall, 2),
+            },
+            "analysis_ms": {"p50": a50, "p95": a95},
+            "timing_error_ms": {"p50": e50, "p99": e99},
+            "reanchors": self.reanchors,
+        }
+
+    def as_dict(self, run) -> dict:
+        return dict(self.final or {})
+
+    def write_json(self, path: str, run) -> None:
+        if self.final is None:
+            return
+        with open(path, "w") as f:
+            json.dump(self.final, f, indent=1)
+            f.write("\n")
+
+
+def summary_line(s: dict) -> str:
+    """The run in one line, for the end of a headless run."""
+    return (
+        f"{s['frames_shown']} frames shown of {s['frames_read']} read in {s['wall_s']:.2f} s "
+        f"({s['fps']['display']:.1f} fps); dropped {s['dropped_late']} late"
+        + (f", {s['dropped_source']} at the source" if s["dropped_source"] else "")
+        + f"; {s['stalls']} stalls; {s['failed']} failed"
+    )

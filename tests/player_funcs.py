@@ -1,0 +1,45 @@
+"""Analysis functions for the player tests, imported by the analyzer processes as
+`player_funcs:NAME` (the tests put this folder on PYTHONPATH)."""
+
+import os
+import signal
+import time
+
+from engine.analysis import analysis
+from engine.sources import read_frame_number
+
+
+def slow(frame, out, ctx):
+    """Slower than real time: 50 ms a frame (a workload, not a synchronisation)."""
+    time.sleep(0.05)
+    return {"n": ctx.frame_index}
+
+
+def number(frame, out, ctx):
+    """The frame number read back from the pixels, and the index the reader gave."""
+    return {"pixels": read_frame_number(frame), "index": ctx.frame_index, "pts": ctx.pts}
+
+
+def boom(frame, out, ctx):
+    if ctx.frame_index == 7:
+        raise ValueError("boom at seven")
+    return None
+
+
+def die_once(frame, out, ctx):
+    """SIGKILL this analyzer at frame 10, once per run (a marker file remembers)."""
+    marker = os.environ["FE_TEST_MARKER"]
+    if ctx.frame_index == 10 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"worker": ctx.worker}
+
+
+@analysis(lookback=1)
+def prev_index(frame, out, ctx):
+    """What the previous frame (by lookback) shows."""
+    return {"prev": None if ctx.prev is None else read_frame_number(ctx.prev)}
+
+
+def not_json(frame, out, ctx):
+    return {"array": frame}

@@ -1,0 +1,384 @@
+"""The player end to end: `frame-engine play` as users run it, and engine.play /
+engine.frames from code.  Clips are generated; order and loss are read from the
+frame numbers drawn in the pixels."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+from helpers import tool, wait_until
+
+import engine
+from engine.sources import read_frame_number, write_demo_clip
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def env(**extra):
+    e = dict(os.environ, PYTHONPATH=HERE, SDL_VIDEODRIVER="dummy")
+    e.update(extra)
+    return e
+
+
+def play(*args, timeout=120, **env_extra):
+    return subprocess.run(
+        [tool("frame-engine"), "play", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(**env_extra),
+    )
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """60 demo frames at 320x240, 30 fps, MJPG."""
+    path = str(tmp_path_factory.mktemp("clips") / "clip.avi")
+    write_demo_clip(path, frames=60, size=(320, 240), fps=30.0, fourcc="MJPG")
+    return path
+
+
+def read_numbers(path):
+    cap = cv2.VideoCapture(path)
+    numbers = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        numbers.append(read_frame_number(image))
+    cap.release()
+    return numbers
+
+
+def fe_processes():
+    out = subprocess.run(["ps", "-e", "-o", "pid=,comm="], capture_output=True, text=True).stdout
+    return {
+        int(p) for p, c in (line.split(None, 1) for line in out.splitlines()) if c.startswith("fe-")
+    }
+
+
+def stats_of(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_every_frame_read_analyzed_and_shown_once_in_order(clip, tmp_path):
+    out, results, stats = (str(tmp_path / n) for n in ("out.avi", "r.jsonl", "s.json"))
+    p = play(
+        clip,
+        "--untimed",
+        "--headless",
+        "--analyze",
+        "player_funcs:number",
+        "--workers",
+        "2",
+        "--output",
+        out,
+        "--results",
+        results,
+        "--stats-json",
+        stats,
+    )
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert (s["frames_read"], s["frames_analyzed"], s["frames_shown"]) == (60, 60, 60)
+    assert s["dropped_late"] == s["failed"] == 0
+    lines = [json.loads(line) for line in open(results)]
+    assert [x["frame"] for x in lines] == list(range(60))
+    assert all(x["result"]["pixels"] == x["frame"] == x["result"]["index"] for x in lines)
+    assert read_numbers(out) == list(range(60))  # --output: every shown frame, in order
+
+
+def test_speed_2_keeps_the_clock_without_drops_or_stalls(tmp_path):
+    stats = str(tmp_path / "s.json")
+    t0 = time.monotonic()
+    p = play(
+        "--headless", "--speed", "2", "--frames", "90", "--analyze", "gray", "--stats-json", stats
+    )
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert s["frames_shown"] == 90
+    assert s["dropped_late"] == 0 and s["stalls"] == 0
+    # 90 frames at 30 fps x 2 take 89/60 s from the first frame shown to the last.
+    assert s["wall_s"] >= 89 / 60
+    assert time.monotonic() - t0 < 89 / 60 + 30  # bounded: the clock did not run slow
+
+
+def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
+    stats = str(tmp_path / "s.json")
+    p = play(
+        "--headless",
+        "--frames",
+        "60",
+        "--workers",
+        "1",
+        "--analyze",
+        "player_funcs:slow",
+        "--stats-json",
+        stats,
+    )
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert s["frames_read"] == 60
+    assert s["dropped_late"] > 0 and s["stalls"] > 0
+    assert s["frames_shown"] + s["dropped_late"] == 60  # every frame accounted for
+    assert "buffer ran dry" in p.stderr
+
+
+def test_live_source_drops_at_the_source_when_the_ring_is_full(tmp_path):
+    stats = str(tmp_path / "s.json")
+    p = play(
+        "--headless",
+        "--untimed",
+        "--live",
+        "--workers",
+        "1",
+        "--buffer",
+        "4",
+        "--analyze",
+        "player_funcs:slow",
+        "--frames",
+        "40",
+        "--stats-json",
+        stats,
+    )
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert s["dropped_source"] > 0
+    assert s["frames_shown"] == s["frames_read"] == 40
+
+
+def test_a_killed_analyzer_is_replaced_and_the_run_completes(tmp_path):
+    stats = str(tmp_path / "s.json")
+    p = play(
+        "--headless",
+        "--untimed",
+        "--frames",
+        "40",
+        "--workers",
+        "2",
+        "--analyze",
+        "player_funcs:die_once",
+        "--stats-json",
+        stats,
+        FE_TEST_MARKER=str(tmp_path / "died"),
+    )
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert s["failed"] >= 1 and s["frames_shown"] == 40
+    assert s["frames_analyzed"] + s["failed"] == 40
+    assert "died (killed by SIGKILL)" in p.stderr and "restarted" in p.stderr
+
+
+def test_analysis_that_raises_stops_the_run_with_the_frame_and_function(tmp_path):
+    p = play("--headless", "--untimed", "--analyze", "player_funcs:boom")
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "frame-engine: demo: frame 7: analysis 'player_funcs:boom' raised ValueError: boom at seven"
+    )
+    assert "Traceback" not in p.stderr
+    p = play("--headless", "--untimed", "--analyze", "player_funcs:boom", "--debug")
+    assert p.returncode == 1 and "Traceback" in p.stderr and "boom at seven" in p.stderr
+
+
+def test_on_error_skip_counts_and_goes_on(tmp_path):
+    stats = str(tmp_path / "s.json")
+    p = play(
+        "--headless",
+        "--untimed",
+        "--frames",
+        "20",
+        "--analyze",
+        "player_funcs:boom",
+        "--on-error",
+        "skip",
+        "--stats-json",
+        stats,
+    )
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert s["analysis_errors"] == 1 and s["frames_shown"] == 20
+
+
+def test_lookback_gives_the_previous_frame(tmp_path):
+    results = str(tmp_path / "r.jsonl")
+    p = play(
+        "--headless",
+        "--untimed",
+        "--frames",
+        "30",
+        "--workers",
+        "2",
+        "--analyze",
+        "player_funcs:prev_index",
+        "--results",
+        results,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(line) for line in open(results)]
+    assert [x["result"]["prev"] for x in lines] == [None] + list(range(29))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}"], "{missing}: no such file"),
+        (["{dir}"], "{dir}: is a directory"),
+        (["{empty}"], "{empty}: empty file"),
+        (["{text}"], "{text}: not a video OpenCV can decode"),
+        (["--analyze", "nosuch"], "analysis 'nosuch': no such built-in"),
+        (["--analyze", "no_module_here:fn"], "analysis 'no_module_here:fn': cannot import"),
+        (["--analyze", "player_funcs:absent"], "player_funcs has no function 'absent'"),
+        (["--workers", "0"], "--workers: 0 is not at least 1"),
+        (["--speed", "0"], "--speed 0.0: must be from 0.01 to 100"),
+        (["--batch", "x"], "--batch: 'x' is not a whole number"),
+        (["--start", "99"], "--start 99.0: the source has 10.0 s"),
+        (["--max-memory", "lots"], "--max-memory: 'lots' is not a size"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    names = {
+        "missing": str(tmp_path / "missing.mp4"),
+        "dir": str(tmp_path),
+        "empty": str(tmp_path / "empty.mp4"),
+        "text": str(tmp_path / "text.mp4"),
+    }
+    open(names["empty"], "w").close()
+    with open(names["text"], "w") as f:
+        f.write("this is not a video\n" * 100)
+    before = fe_processes()
+    p = play(*[a.format(**names) for a in args], "--headless")
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("frame-engine: "), p.stderr
+    assert message.format(**names) in lines[0]
+    assert fe_processes() - before == set()
+
+
+def test_a_file_that_stops_decoding_early_says_so(clip, tmp_path):
+    damaged = str(tmp_path / "cut.avi")
+    data = open(clip, "rb").read()
+    with open(damaged, "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    p = play(damaged, "--headless", "--untimed")
+    assert p.returncode == 0, p.stderr
+    assert "decoded" in p.stderr and "of 60 declared frames" in p.stderr
+
+
+def test_window_path_under_the_dummy_video_driver(tmp_path):
+    stats = str(tmp_path / "s.json")
+    p = play("--frames", "30", "--speed", "4", "--analyze", "edges", "--stats-json", stats)
+    assert p.returncode == 0, p.stderr
+    s = stats_of(stats)
+    assert s["display"] == "window" and s["frames_shown"] == 30
+    assert "running headless" not in p.stderr
+
+
+def start_run(*args):
+    p = subprocess.Popen(
+        [tool("frame-engine"), "play", "--headless", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    wait_until(
+        lambda: len(children(p.pid)) >= 2 or p.poll() is not None,
+        what="the run's children to start",
+    )
+    assert p.poll() is None, p.communicate()[1]
+    return p
+
+
+def children(pid):
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True, text=True
+    ).stdout
+    return {
+        int(a)
+        for a, b, c in (line.split(None, 2) for line in out.splitlines())
+        if int(b) == pid and c.startswith("fe-")
+    }
+
+
+def gone(pids):
+    return all(
+        not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split(") ")[1][0] == "Z"
+        for p in pids
+    )
+
+
+def segments_of(pid):
+    return [n for n in os.listdir("/dev/shm") if n.startswith(f"fe-{pid}-")]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_everything(sig, code):
+    p = start_run("--analyze", "edges")
+    kids = children(p.pid)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=10)
+    assert p.returncode == code, err
+    wait_until(lambda: gone(kids), what="the children to end", timeout=2)
+    assert segments_of(p.pid) == []
+    assert "Traceback" not in err
+
+
+def test_a_killed_parent_takes_its_children_and_clean_removes_the_segment():
+    p = start_run("--analyze", "edges")
+    kids = children(p.pid)
+    p.kill()
+    p.wait()
+    wait_until(lambda: gone(kids), what="the children to die with their parent", timeout=2)
+    left = segments_of(p.pid)
+    assert left, "a SIGKILLed parent cannot remove its segment itself"
+    c = subprocess.run([tool("frame-engine"), "clean"], capture_output=True, text=True)
+    assert c.returncode == 0 and all(f"removed /dev/shm/{n}" in c.stdout for n in left)
+    assert segments_of(p.pid) == []
+
+
+def test_a_crashed_reader_ends_the_run_with_a_clear_message():
+    p = start_run("--analyze", "edges")
+    reader = next(
+        pid for pid in children(p.pid) if open(f"/proc/{pid}/comm").read().strip() == "fe-reader"
+    )
+    kids = children(p.pid)
+    os.kill(reader, signal.SIGKILL)
+    _, err = p.communicate(timeout=10)
+    assert p.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        "frame-engine: demo: the reader process died (killed by SIGKILL)"
+    )
+    wait_until(lambda: gone(kids), what="the children to end", timeout=2)
+    assert segments_of(p.pid) == []
+
+
+def test_python_api_play_and_frames(monkeypatch):
+    monkeypatch.syspath_prepend(HERE)
+    stats = engine.play(
+        "demo", analyze="gray", untimed=True, frames=24, headless=True, quiet=True, workers=1
+    )
+    assert stats["frames_shown"] == 24 and stats["frames_analyzed"] == 24
+    seen = []
+    for image, result in engine.frames("demo", analyze="player_funcs:number", frames=15, workers=2):
+        assert image.shape == (720, 1280, 3) and not image.flags.writeable
+        seen.append((read_frame_number(image), result["index"]))
+    assert seen == [(i, i) for i in range(15)]
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"fe-{os.getpid()}-")] == []
+
+
+def test_breaking_out_of_frames_stops_the_run():
+    it = engine.frames("demo", analyze="none", workers=1)
+    next(it)
+    it.close()
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"fe-{os.getpid()}-")] == []
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
