@@ -512,6 +512,12 @@ class Player:
             if self.untimed:
                 self.show(ready.popleft(), now)
                 continue
+            if run.live:
+                # A live source has no timeline to keep: show the newest analyzed frame.
+                while len(ready) > 1:
+                    self.drop(ready.popleft())
+                self.show(ready.popleft(), now)
+                continue
             if self.clock.t0 is None:
                 if len(ready) < preroll and not run.eof:
                     continue

@@ -34,6 +34,8 @@ class RunStats:
         self.reanchors = 0
         self.not_analyzed_late = 0  # skipped by an analyzer: could not be shown in time
         self.display = "headless"
+        self.first_shown: float | None = None
+        self.last_shown: float | None = None
         self.analysis_errors = 0
         self.analysis_ms: list[float] = []
         self.timing_error_ms: list[float] = []
@@ -68,6 +70,10 @@ class RunStats:
             self.analysis_ms.append(analysis_ns / 1e6)
 
     def shown(self, index: int, late_s: float) -> None:
+        now = time.monotonic()
+        if self.first_shown is None:
+            self.first_shown = now
+        self.last_shown = now
         self.frames_shown += 1
         self.timing_error_ms.append(late_s * 1000)
 
@@ -141,7 +147,16 @@ class RunStats:
                 "decode": round(read / wall, 2),
                 "analysis": round(analyzed / wall, 2),
                 "display": round(self.frames_shown / wall, 2),
+                # from the first frame shown to the last: without start-up
+                "display_steady": round(
+                    (self.frames_shown - 1) / (self.last_shown - self.first_shown), 2
+                )
+                if self.frames_shown > 1 and self.last_shown > self.first_shown
+                else None,
             },
+            "startup_s": None
+            if self.first_shown is None
+            else round(self.first_shown - self.t_start, 3),
             "analysis_ms": {"p50": a50, "p95": a95},
             "timing_error_ms": {"p50": e50, "p99": e99},
             "reanchors": self.reanchors,
