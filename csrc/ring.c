@@ -105,6 +105,9 @@ struct fe_hdr {
     uint64_t stride;
     uint64_t data_off;
     uint64_t creator_start;
+    uint64_t user_off; /* the application area: after the slot headers */
+    uint32_t user_bytes;
+    uint32_t pad4_;
     uint8_t kinds[FE_MAX_STAGES]; /* kinds[0] = FE_PRODUCER */
 } __attribute__((aligned(CACHE_LINE)));
 
@@ -439,13 +442,17 @@ static int check_config(const fe_config *c)
     for (uint32_t i = 0; i < c->nstages; i++)
         if (c->kinds[i] != FE_POOL && c->kinds[i] != FE_ORDERED)
             return -EINVAL;
+    if (c->user_bytes > FE_USER_MAX)
+        return -EINVAL;
     if (c->lookback >= c->slots)
         return -EINVAL;
     return 0;
 }
 
 /* Map header + data, then the data again right after it, so a run that crosses
- * the end of the ring is contiguous in this process's address space. */
+ * the end of the ring is contiguous in this process's address space.  The first
+ * mapping is populated now: page faults are paid at attach, not as jitter in the
+ * middle of playback (the mirror faults in lazily: only runs that wrap touch it). */
 static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *r)
 {
     size_t total = data_off + data_bytes;
@@ -461,7 +468,7 @@ static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *
         void *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         void *a = base == MAP_FAILED ? MAP_FAILED
                                      : mmap(base, total, PROT_READ | PROT_WRITE,
-                                            MAP_SHARED | MAP_FIXED, fd, 0);
+                                            MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0);
         void *b = a == MAP_FAILED ? MAP_FAILED
                                   : mmap((uint8_t *)base + total, data_bytes,
                                          PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
@@ -532,7 +539,8 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
     uint64_t stride = round_up(cfg->slot_bytes, cfg->slot_bytes >= page ? page : CACHE_LINE);
     if ((stride * cfg->slots) % page)
         stride = round_up(stride, page / cfg->slots > CACHE_LINE ? page / cfg->slots : CACHE_LINE);
-    uint64_t hdr_bytes = round_up(sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr), page);
+    uint64_t user_off = sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr);
+    uint64_t hdr_bytes = round_up(user_off + cfg->user_bytes, page);
     uint64_t data_bytes = stride * cfg->slots;
     if (data_bytes / cfg->slots != stride || hdr_bytes + 2 * data_bytes < data_bytes)
         return -EINVAL;
@@ -580,6 +588,8 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
     h->slots = cfg->slots;
     h->nstages = cfg->nstages;
     h->lookback = cfg->lookback;
+    h->user_off = user_off;
+    h->user_bytes = cfg->user_bytes;
     h->creator = getpid();
     h->creator_start = proc_start_time(h->creator);
     h->slot_bytes = cfg->slot_bytes;
@@ -650,6 +660,9 @@ int fe_open(const char *name, fe_ring **out)
              stride % CACHE_LINE || stride > (UINT64_MAX / 4) / slots || data_off % page ||
              data_off > UINT64_MAX / 4 ||
              data_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
+             h->user_bytes > FE_USER_MAX || h->user_off % CACHE_LINE ||
+             h->user_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
+             h->user_off + h->user_bytes > data_off ||
              (stride * slots) % page || h->total_bytes != data_off + stride * slots ||
              h->total_bytes != (uint64_t)st.st_size || h->kinds[0] != FE_PRODUCER)
         rc = FE_EBADRING;
@@ -716,6 +729,11 @@ uint64_t fe_slot_bytes(const fe_ring *r) { return r->h->slot_bytes; }
 uint64_t fe_stride(const fe_ring *r) { return r->stride; }
 uint32_t fe_nstages(const fe_ring *r) { return r->h->nstages; }
 uint32_t fe_lookback(const fe_ring *r) { return r->h->lookback; }
+uint32_t fe_user_bytes(const fe_ring *r) { return r->h->user_bytes; }
+void *fe_user(const fe_ring *r)
+{
+    return r->h->user_bytes ? (uint8_t *)r->h + r->h->user_off : NULL;
+}
 pid_t fe_creator(const fe_ring *r) { return r->h->creator; }
 uint64_t fe_creator_start(const fe_ring *r) { return r->h->creator_start; }
 void fe_set_spin_ns(fe_ring *r, int64_t ns) { r->spin_ns = r->spin_cur = ns < 0 ? 0 : ns; }

@@ -39,6 +39,7 @@ extern "C" {
 #define FE_VERSION_MAJOR 1
 #define FE_MAX_STAGES 6      /* the producer plus up to 5 consumer stages */
 #define FE_NAME_MAX 64       /* shm names: "fe-<pid>-<n>", at most 63 chars */
+#define FE_USER_MAX 65536    /* the largest application area in a segment */
 
 enum fe_status {
     FE_OK = 0,
@@ -64,6 +65,7 @@ typedef struct fe_config {
     uint32_t nstages;    /* consumer stages, 1..FE_MAX_STAGES-1 */
     uint8_t kinds[FE_MAX_STAGES - 1]; /* FE_POOL or FE_ORDERED, for stages 1..nstages */
     uint32_t lookback;   /* < slots: items before any in-flight item kept intact */
+    uint32_t user_bytes; /* <= FE_USER_MAX: an area for the application, zeroed, 64-byte aligned */
 } fe_config;
 
 typedef struct fe_stage_stats {
@@ -93,6 +95,11 @@ int fe_stage_kind(const fe_ring *r, uint32_t stage); /* FE_PRODUCER/POOL/ORDERED
 uint32_t fe_lookback(const fe_ring *r);
 pid_t fe_creator(const fe_ring *r);
 uint64_t fe_creator_start(const fe_ring *r); /* creator's start time, /proc/<pid>/stat field 22 */
+
+/* The application's area in the segment (fe_config.user_bytes), or NULL if none:
+ * shared by every process attached, with no synchronisation of its own. */
+void *fe_user(const fe_ring *r);
+uint32_t fe_user_bytes(const fe_ring *r);
 
 /* The slot of item `seq`; runs continue at + i * fe_stride(). */
 void *fe_slot(const fe_ring *r, uint64_t seq);

@@ -7,6 +7,7 @@ cdef extern from "ring.h" nogil:
     enum:
         FE_MAX_STAGES
         FE_NAME_MAX
+        FE_USER_MAX
         FE_OK
         FE_EOF
         FE_ABORTED
@@ -24,6 +25,7 @@ cdef extern from "ring.h" nogil:
         uint32_t nstages
         uint8_t kinds[5]
         uint32_t lookback
+        uint32_t user_bytes
 
     ctypedef struct fe_stage_stats:
         uint64_t items
@@ -51,6 +53,8 @@ cdef extern from "ring.h" nogil:
     uint64_t fe_creator_start(const fe_ring *r)
 
     void *fe_slot(const fe_ring *r, uint64_t seq)
+    void *fe_user(const fe_ring *r)
+    uint32_t fe_user_bytes(const fe_ring *r)
     int fe_in_ring(const fe_ring *r, uint64_t seq)
     void fe_set_spin_ns(fe_ring *r, int64_t ns)
     void fe_resume_wait(fe_ring *r)

@@ -23,6 +23,7 @@ class Ring:
         stages: tuple[StageKind, ...] | list[StageKind] | StageKind = ("pool", "ordered"),
         lookback: int = 0,
         name: str | None = None,
+        user_bytes: int = 0,
     ) -> Ring: ...
     @staticmethod
     def open(name: str) -> Ring: ...
@@ -67,6 +68,12 @@ class Ring:
         shape: int | tuple[int, ...] | None = None,
         dtype: npt.DTypeLike = np.uint8,
         readonly: bool = False,
+        offset: int = 0,
+    ) -> np.ndarray: ...
+    def user(
+        self,
+        shape: int | tuple[int, ...] | None = None,
+        dtype: npt.DTypeLike = np.uint8,
         offset: int = 0,
     ) -> np.ndarray: ...
     def write(self, seq: int, data: Any) -> None: ...

@@ -147,8 +147,9 @@ cdef class Ring:
 
     @staticmethod
     def create(slots: int = 64, slot_bytes: int = 4096, stages=("pool", "ordered"),
-               lookback: int = 0, name: str | None = None) -> "Ring":
-        """Create and size a new segment; `stages` lists the consumer stages in order."""
+               lookback: int = 0, name: str | None = None, user_bytes: int = 0) -> "Ring":
+        """Create and size a new segment; `stages` lists the consumer stages in order;
+        `user_bytes` reserves a zeroed area for the application (see `user()`)."""
         cdef fe_config cfg
         cdef fe_ring *r = NULL
         if isinstance(stages, str):
@@ -170,6 +171,9 @@ cdef class Ring:
         cfg.slot_bytes = slot_bytes
         cfg.nstages = len(stages)
         cfg.lookback = lookback
+        if not 0 <= user_bytes <= FE_USER_MAX:
+            raise ValueError(f"user_bytes must be from 0 to {FE_USER_MAX}, not {user_bytes}")
+        cfg.user_bytes = user_bytes
         bname = name.encode() if name is not None else None
         cdef const char *cname = NULL
         if bname is not None:
@@ -380,7 +384,8 @@ cdef class Ring:
         if not fe_in_ring(r, seq):
             raise ValueError(f"ring {self.name}: item {seq} is not in the ring "
                              f"(not claimed yet, or its slot was reused)")
-        return self._array(<char *>fe_slot(r, seq), 0, shape, dtype, readonly, offset)
+        return self._array(<char *>fe_slot(r, seq), 0, shape, dtype, readonly, offset,
+                           self.slot_bytes)
 
     def views(self, seq: int, n: int, shape=None, dtype=np.uint8, readonly: bool = False,
               offset: int = 0):
@@ -390,21 +395,32 @@ cdef class Ring:
             raise ValueError(f"ring {self.name}: views of {n} items: must be 1..{self.slots}")
         if not (fe_in_ring(r, seq) and fe_in_ring(r, seq + n - 1)):
             raise ValueError(f"ring {self.name}: items {seq}..{seq + n - 1} are not all in the ring")
-        return self._array(<char *>fe_slot(r, seq), n, shape, dtype, readonly, offset)
+        return self._array(<char *>fe_slot(r, seq), n, shape, dtype, readonly, offset,
+                           self.slot_bytes)
+
+    def user(self, shape=None, dtype=np.uint8, offset: int = 0):
+        """A numpy array over the application's area of the segment (user_bytes at
+        create): shared by every attached process, with no synchronisation."""
+        cdef fe_ring *r = self._h()
+        cdef uint32_t size = fe_user_bytes(r)
+        if size == 0:
+            raise ValueError(f"ring {self.name}: created without a user area (user_bytes=0)")
+        return self._array(<char *>fe_user(r), 0, shape, dtype, False, offset, size)
 
     cdef object _array(self, char *ptr, Py_ssize_t n, shape, dtype, bint readonly,
-                       Py_ssize_t offset):
+                       Py_ssize_t offset, Py_ssize_t limit):
+        """An array over `limit` bytes at ptr (n items `stride` apart if n), no copy."""
         cdef cnp.npy_intp dims[34]
         cdef cnp.npy_intp strides[34]
         cdef int nd = 0, i
         cdef cnp.dtype dt = _UINT8 if dtype is np.uint8 else np.dtype(dtype)
         cdef Py_ssize_t itemsize = dt.itemsize
         cdef Py_ssize_t size = itemsize
-        if offset < 0 or offset > <Py_ssize_t>self.slot_bytes or offset % dt.alignment:
+        if offset < 0 or offset > limit or offset % dt.alignment:
             raise ValueError(f"ring {self.name}: offset {offset} is outside the slot or not "
                              f"aligned for {dt}")
         if shape is None:
-            shape = ((self.slot_bytes - offset) // itemsize,)
+            shape = ((limit - offset) // itemsize,)
         elif isinstance(shape, int):
             shape = (shape,)
         if len(shape) > 32:
@@ -419,10 +435,10 @@ cdef class Ring:
             dims[nd] = d
             nd += 1
             size *= d
-        if size + offset > <Py_ssize_t>self.slot_bytes:
+        if size + offset > limit:
             raise ValueError(f"ring {self.name}: an item of shape {tuple(shape)} and dtype {dt} "
                              f"({size} bytes) at offset {offset} is larger than a slot "
-                             f"({self.slot_bytes} bytes)")
+                             f"({limit} bytes)")
         # C-contiguous strides inside the item; axis 0 of a run steps by the slot stride
         cdef Py_ssize_t acc = itemsize
         i = nd - 1

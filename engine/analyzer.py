@@ -12,7 +12,6 @@ import numpy as np
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.analysis import Analysis, Context, resolve
-from engine.procs import child_setup
 from engine.slots import ERROR, LATE, OK, SKIPPED, SlotLayout
 
 STAGE = 1
@@ -31,7 +30,7 @@ class Pacer:
         due = ctl.frame_due_ns(self.shared, index)
         if due is None:
             return False
-        period = 1_000_000_000_000 // self.shared[ctl.CLOCK_RATE_MILLI]
+        period = 1_000_000_000_000 // int(self.shared[ctl.CLOCK_RATE_MILLI])
         return time.monotonic_ns() + self.expected_ns > due + period
 
     def took(self, ns: int) -> None:
@@ -92,12 +91,12 @@ def analyze_frame(
         pacer.took(int(meta["analysis_ns"]))
 
 
-def run(cfg: ctl.RunConfig, shared, worker: int) -> None:
+def run(cfg: ctl.RunConfig, worker: int) -> None:
     """Process body: take frames from the pool stage until the end of the stream."""
-    child_setup(f"fe-analyze-{worker}", cfg.parent_pid)
     cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads would fight it
     analysis = resolve(cfg.analyze)
     ring = Ring.open(cfg.ring_name)
+    shared = ctl.shared_fields(ring)
     skip = cfg.on_error == "skip"
     pacer = Pacer(shared)
     try:

@@ -26,10 +26,14 @@ def frame_due_ns(shared, index: int) -> int | None:
     """When frame `index` is due on the display's clock, or None (untimed, paused,
     not started).  The fields are read without a lock: a torn read during a
     re-anchor costs at most one wrong skip decision."""
-    t0, rate = shared[CLOCK_T0_NS], shared[CLOCK_RATE_MILLI]
+    t0, rate, base = (
+        int(shared[CLOCK_T0_NS]),
+        int(shared[CLOCK_RATE_MILLI]),
+        int(shared[CLOCK_BASE]),
+    )
     if not t0 or not rate:
         return None
-    return t0 + (index - shared[CLOCK_BASE]) * 1_000_000_000_000 // rate
+    return t0 + (index - base) * 1_000_000_000_000 // rate
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,11 @@ class RunConfig:
     start_frame: int
     max_frames: int | None
     on_error: str  # "stop" or "skip"
-    parent_pid: int
 
 
-def new_control(context):
-    """A shared int64 array for the control fields above."""
-    return context.Array("q", SIZE, lock=False)
+USER_BYTES = SIZE * 8  # the ring's user area holds the fields above
+
+
+def shared_fields(ring):
+    """The control fields above, an int64 array in the ring's user area."""
+    return ring.user(shape=(SIZE,), dtype="<i8")

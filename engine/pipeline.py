@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine import analyzer, reader
 from engine import control as ctl
 from engine._ring import Ring
 from engine.analysis import resolve
@@ -32,7 +31,7 @@ from engine.display import (
     WindowView,
     display_available,
 )
-from engine.procs import CONTEXT
+from engine.procs import Child
 from engine.segments import clean_stale
 from engine.slots import ERROR, LATE, SKIPPED, SlotLayout
 from engine.sources import SourceInfo, probe
@@ -43,6 +42,7 @@ PREROLL = 4  # frames buffered before the clock starts
 SUPERVISE_S = 0.05  # how often the children are checked
 DRY_WARNING_S = 1.0  # at most one "buffer ran dry" warning per second
 SEEK_S = 5.0
+IDLE_WAIT_S = 0.004  # the longest the display waits for a frame between looks at keys
 STARVED_LEAD_S = 0.05  # after a stall, the clock restarts this far ahead of now
 JOIN_S = 1.5  # children get this long to stop before they are killed
 
@@ -170,8 +170,9 @@ class Run:
             slot_bytes=self.layout.slot_bytes,
             stages=("pool", "ordered"),
             lookback=self.analysis.lookback,
+            user_bytes=ctl.USER_BYTES,
         )
-        self.shared = ctl.new_control(CONTEXT)
+        self.shared = ctl.shared_fields(self.ring)
         self.cfg = ctl.RunConfig(
             ring_name=self.ring.name,
             layout=self.layout,
@@ -183,17 +184,19 @@ class Run:
             start_frame=self.start_frame,
             max_frames=self.opts.frames,
             on_error=self.opts.on_error,
-            parent_pid=os.getpid(),
         )
-        self._spawn("reader", reader.run, (self.cfg, self.shared))
+        self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
-            self._spawn(f"analyzer-{w}", analyzer.run, (self.cfg, self.shared, w))
+            self._spawn_analyzer(w)
         self.stats.started()
 
-    def _spawn(self, role: str, target, args) -> None:
-        p = CONTEXT.Process(target=target, args=args, name=f"fe-{role}", daemon=True)
-        p.start()
-        self.procs[role] = p
+    def _spawn(self, role: str, name: str, target: str, args: tuple) -> None:
+        self.procs[role] = Child(name, target, args, debug=self.opts.debug)
+
+    def _spawn_analyzer(self, worker: int) -> None:
+        self._spawn(
+            f"analyzer-{worker}", f"fe-analyze-{worker}", "engine.analyzer:run", (self.cfg, worker)
+        )
 
     def stop(self) -> None:
         """Stop every child within JOIN_S and remove the segment; safe to call twice."""
@@ -232,7 +235,7 @@ class Run:
                 f"analyzer {role[9:]} (pid {p.pid}) died ({exit_text(p.exitcode)}); "
                 f"{moved} frame(s) move on unanalyzed; restarted"
             )
-            self._spawn(role, analyzer.run, (self.cfg, self.shared, int(role[9:])))
+            self._spawn_analyzer(int(role[9:]))
 
     # ---- frames in order ------------------------------------------------------
 
@@ -495,9 +498,11 @@ class Player:
                 run.supervise()
                 next_supervise = now + SUPERVISE_S
                 self.view.progress(run.stats.frames_shown, run.stats.postfix(run))
-            # Pull what is ready; before the clock starts, wait a little for the pre-roll.
-            prerolling = not self.untimed and self.clock.t0 is None
-            run._take(self.pending, timeout=0.01 if prerolling else 0)
+            # Pull what is ready.  With nothing to show, wait on the ring itself, not
+            # in a sleep, so a frame is taken the moment it is ready; briefly, so
+            # keys stay responsive and the clock is never missed.
+            idle = not ready and not self.pending
+            run._take(self.pending, timeout=self._idle_wait(now) if idle else 0)
             while self.pending:
                 frame = run._accept(self.pending.popleft())
                 if frame is not None:
@@ -507,7 +512,6 @@ class Player:
                 if run.eof and not self.pending:
                     return
                 self._stall(now)
-                self._wait(now)
                 continue
             if self.untimed:
                 self.show(ready.popleft(), now)
@@ -565,6 +569,13 @@ class Player:
             self.clock.anchor(nxt, now + STARVED_LEAD_S)
             self.clock.reanchors += 1
             self.publish_clock()
+
+    def _idle_wait(self, now: float) -> float:
+        """How long the display may wait for a frame when it has none."""
+        if self.untimed or not self.clock.running:
+            return IDLE_WAIT_S
+        nxt = self.clock.due_time(self.clock.due_index(now) + 1)
+        return min(max(nxt - now, 0.0), IDLE_WAIT_S)
 
     def _wait(self, now: float) -> None:
         """Sleep until the next frame is due, in short steps so keys stay responsive;

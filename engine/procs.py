@@ -1,22 +1,87 @@
-"""What every child process of a run does first: take a name `ps` and `top` show,
-and make sure it does not outlive its parent."""
+"""Child processes of a run: started as fresh interpreters (never a fork of a
+process in which SDL or OpenCV have started threads), named so that `ps` and `top`
+show their roles, and tied to their parent's life."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import multiprocessing as mp
 import os
+import pickle
 import signal
+import subprocess
+import sys
+import traceback
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
-# spawn: children start from a fresh interpreter, never a fork of a process in
-# which SDL or OpenCV have started threads.
-CONTEXT = mp.get_context("spawn")
+# The child's first lines: take the parent's sys.path before importing anything of
+# ours (so a folder named engine/ in the working directory never shadows the
+# installed package, and users' modules import as they do in the parent).
+_BOOT = (
+    "import sys, pickle\n"
+    "f = sys.stdin.buffer\n"
+    "sys.path[:] = pickle.load(f)\n"
+    "from engine.procs import _child_main\n"
+    "_child_main(f)\n"
+)
+
+
+class Child:
+    """A child process running `module:function(*args)`.  Unlike multiprocessing's
+    spawn, it does not re-import the parent's __main__ (a script without a main
+    guard works) and starts no resource tracker."""
+
+    def __init__(self, name: str, target: str, args: tuple, debug: bool = False) -> None:
+        self.name = name
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, close_fds=True
+        )
+        payload = (name, os.getpid(), target, args, debug)
+        try:
+            self.popen.stdin.write(pickle.dumps(list(sys.path)) + pickle.dumps(payload))
+            self.popen.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at once; its exit code tells
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while running; negative: killed by that signal."""
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self.popen.kill()
+
+
+def _child_main(stream) -> None:
+    name, parent, target, args, debug = pickle.load(stream)
+    child_setup(name, parent)
+    module, _, function = target.partition(":")
+    try:
+        fn = getattr(__import__(module, fromlist=[function]), function)
+        fn(*args)
+    except BaseException as e:
+        # The parent reports the death in one line; the detail is for --debug.
+        if debug:
+            traceback.print_exc()
+        sys.exit(1 if not isinstance(e, SystemExit) else e.code)
 
 
 def name_process(name: str) -> None:

@@ -6,7 +6,6 @@ import time
 
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
-from engine.procs import child_setup
 from engine.slots import OK
 from engine.sources import open_source
 
@@ -14,10 +13,10 @@ from engine.sources import open_source
 CLAIM_SLICE_S = 0.25
 
 
-def run(cfg: ctl.RunConfig, shared) -> None:
+def run(cfg: ctl.RunConfig) -> None:
     """Process body: read until the end of the source, --frames, or an abort."""
-    child_setup("fe-reader", cfg.parent_pid)
     ring = Ring.open(cfg.ring_name)
+    shared = ctl.shared_fields(ring)
     source = open_source(cfg.source)
     layout, fps = cfg.layout, cfg.source.fps
     index, epoch, read = cfg.start_frame, 0, 0

@@ -295,3 +295,19 @@ def test_views_at_an_offset_inside_the_slot(make_ring):
         r.view(seq, shape=(3,), dtype=np.int64, offset=48)
     with pytest.raises(ValueError, match="not aligned"):
         r.view(seq, shape=(1,), dtype=np.int64, offset=4)
+
+
+def test_user_area_is_shared_between_handles(make_ring):
+    r = make_ring(slots=2, slot_bytes=8, stages=("ordered",), user_bytes=64)
+    other = Ring.open(r.name)
+    other.user(shape=(8,), dtype=np.int64)[3] = 42
+    assert r.user(shape=(8,), dtype=np.int64)[3] == 42
+    assert r.user().shape == (64,)
+    other.close()
+    with pytest.raises(ValueError, match="larger than"):
+        r.user(shape=(9,), dtype=np.int64)
+    plain = make_ring(slots=2, slot_bytes=8, stages=("ordered",))
+    with pytest.raises(ValueError, match="without a user area"):
+        plain.user()
+    with pytest.raises(ValueError, match="user_bytes"):
+        Ring.create(slots=2, slot_bytes=8, stages=("ordered",), user_bytes=1 << 20)
