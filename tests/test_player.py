@@ -382,3 +382,18 @@ def test_breaking_out_of_frames_stops_the_run():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_a_script_without_a_main_guard_can_call_play(tmp_path):
+    """Children do not re-import the caller's __main__ (multiprocessing spawn would)."""
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "import engine\n"
+        "s = engine.play('demo', frames=10, untimed=True, headless=True, quiet=True)\n"
+        "print(s['frames_shown'])\n"
+    )
+    p = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "10"
