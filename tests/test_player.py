@@ -397,3 +397,24 @@ def test_a_script_without_a_main_guard_can_call_play(tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "10"
+
+
+def test_start_seconds_begins_there(tmp_path):
+    results = str(tmp_path / "r.jsonl")
+    p = play(
+        "--headless",
+        "--untimed",
+        "--start",
+        "5",
+        "--frames",
+        "10",
+        "--analyze",
+        "player_funcs:number",
+        "--results",
+        results,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(line) for line in open(results)]
+    assert [x["frame"] for x in lines] == list(range(150, 160))
+    assert [x["result"]["pixels"] for x in lines] == list(range(150, 160))
+    assert lines[0]["result"]["pts"] == pytest.approx(5.0)

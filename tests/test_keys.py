@@ -1,0 +1,104 @@
+"""The window's keys, driven through the real event path under SDL's dummy driver:
+a scripted WindowView.events stands in for a person at the keyboard."""
+
+import pytest
+
+import engine
+from engine import display, pipeline
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Make WindowView.events answer `script(player_state)`; record shown frames."""
+    shown = []
+    real_shown = pipeline.RunStats.shown
+
+    def record(self, index, late_s):
+        shown.append(index)
+        real_shown(self, index, late_s)
+
+    monkeypatch.setattr(pipeline.RunStats, "shown", record)
+
+    def install(script):
+        real_events = display.WindowView.events
+        calls = {"n": 0}
+
+        def events(self):
+            real_events(self)  # pump SDL's queue as the real loop does
+            calls["n"] += 1
+            return script(shown, calls["n"])
+
+        monkeypatch.setattr(display.WindowView, "events", events)
+
+    return shown, install
+
+
+def run(**kw):
+    return engine.play("demo", analyze="none", workers=1, headless=False, quiet=True, **kw)
+
+
+def test_seek_forward_jumps_five_seconds_and_q_quits(scripted):
+    shown, install = scripted
+    state = {"seeked": False}
+
+    def script(shown, n):
+        if len(shown) == 3 and not state["seeked"]:
+            state["seeked"] = True
+            return [display.SEEK_FORWARD]
+        if shown and shown[-1] >= 155:
+            return [display.QUIT]
+        return []
+
+    install(script)
+    stats = run(speed=4)
+    assert shown[:3] == [0, 1, 2]
+    after = shown[3:]
+    assert after and after[0] >= 150  # 5 s at 30 fps on from frame 2
+    assert after == sorted(after) and shown[-1] >= 155
+    assert stats["frames_shown"] == len(shown) < 300  # quit before the end
+
+
+def test_pause_stops_the_clock_and_step_advances_one_frame(scripted):
+    shown, install = scripted
+    state = {"phase": "play", "paused_at": 0}
+
+    def script(shown, n):
+        if state["phase"] == "play" and len(shown) == 2:
+            state["phase"], state["paused_at"] = "paused", n
+            return [display.PAUSE]
+        if state["phase"] == "paused" and n - state["paused_at"] == 60:
+            state["phase"], state["before_step"] = "stepped", len(shown)
+            return [display.STEP]
+        if state["phase"] == "stepped" and n - state["paused_at"] == 120:
+            state["phase"], state["after_step"] = "resumed", len(shown)
+            return [display.PAUSE]
+        if state["phase"] == "resumed" and len(shown) >= 12:
+            return [display.QUIT]
+        return []
+
+    install(script)
+    stats = run(speed=2)
+    assert state["before_step"] == 2  # paused: nothing new for 60 turns
+    assert state["after_step"] == 3  # the step showed exactly one frame, still paused
+    assert shown == list(range(len(shown)))
+    # Paused for 120 loop turns (well over a frame period): had the clock kept
+    # running, frames would have been late on resume and dropped.
+    assert stats["dropped_late"] == 0
+
+
+def test_stats_overlay_and_fullscreen_keys_do_not_disturb_playback(scripted):
+    shown, install = scripted
+
+    def script(shown, n):
+        if n == 5:
+            return [display.STATS]
+        if n == 9:
+            return [display.FULLSCREEN]
+        if len(shown) >= 20:
+            return [display.QUIT]
+        return []
+
+    install(script)
+    stats = run(speed=4)
+    assert shown == list(range(len(shown))) and len(shown) >= 20
+    assert stats["display"] == "window"
