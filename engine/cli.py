@@ -237,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("frame-engine: terminated", file=sys.stderr)
         return 143
+    except Exception as e:  # a bug of ours: still one line, the rest with --debug
+        if debug:
+            traceback.print_exc()
+        print(
+            f"frame-engine: internal error: {type(e).__name__}: {e} (--debug shows where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -103,6 +103,17 @@ class PlayOptions:
             raise RunError(f"--max-memory {self.max_memory}: must be at least 1 MiB", exit_code=2)
         if self.on_error not in ("stop", "skip"):
             raise RunError(f"--on-error {self.on_error}: must be stop or skip", exit_code=2)
+        for option, path in (
+            ("--output", self.output),
+            ("--results", self.results),
+            ("--stats-json", self.stats_json),
+        ):
+            if path is not None:
+                folder = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(folder):
+                    raise RunError(f"{option} {path}: no such folder {folder}", exit_code=2)
+                if not os.access(folder, os.W_OK) or os.path.isdir(path):
+                    raise RunError(f"{option} {path}: cannot write there", exit_code=2)
 
 
 def ring_slots(frames: int, lookback: int, slot_bytes: int, max_memory: int) -> int:

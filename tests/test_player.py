@@ -240,6 +240,8 @@ def test_lookback_gives_the_previous_frame(tmp_path):
         (["--start", "99"], "--start 99.0: the source has 10.0 s"),
         (["--max-memory", "lots"], "--max-memory: 'lots' is not a size"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--stats-json", "{missing}/s.json"], "--stats-json {missing}/s.json: no such folder"),
+        (["--output", "{dir}"], "--output {dir}: cannot write there"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
