@@ -192,11 +192,24 @@ def _frame() -> np.ndarray:
     return np.arange(FRAME_BYTES, dtype=np.uint32).astype(np.uint8).reshape(FRAME_SHAPE)
 
 
-class RingFrames(Endpoint):
-    """Frames through the ring, one per slot."""
+class RingEndpoint(Endpoint):
+    """Either end of a ring opened by name: the producer ends the stream."""
 
     def __init__(self, name: str) -> None:
         self.ring = Ring.open(name)
+
+    def end(self) -> None:
+        self.ring.end()
+
+    def close(self) -> None:
+        self.ring.close()
+
+
+class RingFrames(RingEndpoint):
+    """Frames through the ring, one per slot."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
         self.frame = _frame()
         self.out = np.empty(FRAME_SHAPE, np.uint8)
 
@@ -211,12 +224,6 @@ class RingFrames(Endpoint):
         np.copyto(self.out, self.ring.view(seq, shape=FRAME_SHAPE))
         self.ring.done(1, seq, n)
         return n
-
-    def end(self) -> None:
-        self.ring.end()
-
-    def close(self) -> None:
-        self.ring.close()
 
 
 class ShmFrames(Endpoint):
@@ -274,11 +281,11 @@ class CopyOnly(Endpoint):
         self.mem.close()
 
 
-class RingItems(Endpoint):
+class RingItems(RingEndpoint):
     """8-byte items through the ring, `batch` per claim and at most `batch` per take."""
 
     def __init__(self, name: str, batch: int) -> None:
-        self.ring = Ring.open(name)
+        super().__init__(name)
         self.batch = batch
         self.block = np.arange(batch * ITEM_BYTES, dtype=np.uint8).reshape(batch, ITEM_BYTES)
         self.out = np.empty_like(self.block)
@@ -294,12 +301,6 @@ class RingItems(Endpoint):
         np.copyto(self.out[:n], self.ring.views(seq, n)[:, :ITEM_BYTES])
         self.ring.done(1, seq, n)
         return n
-
-    def end(self) -> None:
-        self.ring.end()
-
-    def close(self) -> None:
-        self.ring.close()
 
 
 class PipeItems(Endpoint):

@@ -67,6 +67,14 @@ def stats_of(path):
         return json.load(f)
 
 
+def play_ok(tmp_path, *args, **env_extra):
+    """Run play with --stats-json; it must succeed; return (process, stats)."""
+    path = str(tmp_path / "stats.json")
+    p = play(*args, "--stats-json", path, **env_extra)
+    assert p.returncode == 0, p.stderr
+    return p, stats_of(path)
+
+
 def test_every_frame_read_analyzed_and_shown_once_in_order(clip, tmp_path):
     out, results, stats = (str(tmp_path / n) for n in ("out.avi", "r.jsonl", "s.json"))
     p = play(
@@ -95,13 +103,8 @@ def test_every_frame_read_analyzed_and_shown_once_in_order(clip, tmp_path):
 
 
 def test_speed_2_keeps_the_clock_without_drops_or_stalls(tmp_path):
-    stats = str(tmp_path / "s.json")
     t0 = time.monotonic()
-    p = play(
-        "--headless", "--speed", "2", "--frames", "90", "--analyze", "gray", "--stats-json", stats
-    )
-    assert p.returncode == 0, p.stderr
-    s = stats_of(stats)
+    p, s = play_ok(tmp_path, "--headless", "--speed", "2", "--frames", "90", "--analyze", "gray")
     assert s["frames_shown"] == 90
     assert s["dropped_late"] == 0 and s["stalls"] == 0
     # 90 frames at 30 fps x 2 take 89/60 s from the first frame shown to the last.
@@ -110,8 +113,8 @@ def test_speed_2_keeps_the_clock_without_drops_or_stalls(tmp_path):
 
 
 def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
-    stats = str(tmp_path / "s.json")
-    p = play(
+    p, s = play_ok(
+        tmp_path,
         "--headless",
         "--frames",
         "60",
@@ -119,11 +122,7 @@ def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
         "1",
         "--analyze",
         "player_funcs:slow",
-        "--stats-json",
-        stats,
     )
-    assert p.returncode == 0, p.stderr
-    s = stats_of(stats)
     assert s["frames_read"] == 60
     assert s["dropped_late"] > 0 and s["stalls"] > 0
     assert s["frames_shown"] + s["dropped_late"] == 60  # every frame accounted for
@@ -131,8 +130,8 @@ def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
 
 
 def test_live_source_drops_at_the_source_when_the_ring_is_full(tmp_path):
-    stats = str(tmp_path / "s.json")
-    p = play(
+    p, s = play_ok(
+        tmp_path,
         "--headless",
         "--untimed",
         "--live",
@@ -144,18 +143,14 @@ def test_live_source_drops_at_the_source_when_the_ring_is_full(tmp_path):
         "player_funcs:slow",
         "--frames",
         "40",
-        "--stats-json",
-        stats,
     )
-    assert p.returncode == 0, p.stderr
-    s = stats_of(stats)
     assert s["dropped_source"] > 0
     assert s["frames_shown"] == s["frames_read"] == 40
 
 
 def test_a_killed_analyzer_is_replaced_and_the_run_completes(tmp_path):
-    stats = str(tmp_path / "s.json")
-    p = play(
+    p, s = play_ok(
+        tmp_path,
         "--headless",
         "--untimed",
         "--frames",
@@ -164,12 +159,8 @@ def test_a_killed_analyzer_is_replaced_and_the_run_completes(tmp_path):
         "2",
         "--analyze",
         "player_funcs:die_once",
-        "--stats-json",
-        stats,
         FE_TEST_MARKER=str(tmp_path / "died"),
     )
-    assert p.returncode == 0, p.stderr
-    s = stats_of(stats)
     assert s["failed"] >= 1 and s["frames_shown"] == 40
     assert s["frames_analyzed"] + s["failed"] == 40
     assert "died (killed by SIGKILL)" in p.stderr and "restarted" in p.stderr
@@ -187,8 +178,8 @@ def test_analysis_that_raises_stops_the_run_with_the_frame_and_function(tmp_path
 
 
 def test_on_error_skip_counts_and_goes_on(tmp_path):
-    stats = str(tmp_path / "s.json")
-    p = play(
+    p, s = play_ok(
+        tmp_path,
         "--headless",
         "--untimed",
         "--frames",
@@ -197,11 +188,7 @@ def test_on_error_skip_counts_and_goes_on(tmp_path):
         "player_funcs:boom",
         "--on-error",
         "skip",
-        "--stats-json",
-        stats,
     )
-    assert p.returncode == 0, p.stderr
-    s = stats_of(stats)
     assert s["analysis_errors"] == 1 and s["frames_shown"] == 20
 
 
@@ -274,10 +261,7 @@ def test_a_file_that_stops_decoding_early_says_so(clip, tmp_path):
 
 
 def test_window_path_under_the_dummy_video_driver(tmp_path):
-    stats = str(tmp_path / "s.json")
-    p = play("--frames", "30", "--speed", "4", "--analyze", "edges", "--stats-json", stats)
-    assert p.returncode == 0, p.stderr
-    s = stats_of(stats)
+    p, s = play_ok(tmp_path, "--frames", "30", "--speed", "4", "--analyze", "edges")
     assert s["display"] == "window" and s["frames_shown"] == 30
     assert "running headless" not in p.stderr
 
