@@ -1,7 +1,8 @@
 /*
  * Shared helpers for the C tests of the ring: CHECK macros that print
  * file:line and the failed expression and exit 1, unique ring names that are
- * unlinked at exit on every path, a watchdog, and a ThreadSanitizer probe.
+ * unlinked at exit on every path, a watchdog, a ThreadSanitizer probe, and
+ * the usual ring set-up (create, open, close and unlink, checked).
  *
  * Exit codes: 0 pass, 1 fail, 77 skip (ctest SKIP_RETURN_CODE).
  */
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,6 +190,91 @@ static inline fe_config test_config(uint32_t slots, uint64_t slot_bytes,
         c.kinds[i] = kinds[i];
     return c;
 }
+
+/* ---- a child that reports back --------------------------------------------- */
+
+/* fork()s with a pipe from the child to this process: returns 0 in the child,
+ * which writes its report to fds[1], and the child's pid in this process,
+ * which reads it from fds[0] (test_reap_report); the other end is closed. */
+static inline pid_t test_fork_reporting(int fds[2])
+{
+    CHECK(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    close(fds[pid == 0 ? 0 : 1]);
+    return pid;
+}
+
+/* Reads the child's report of `bytes` from fd (then closes it) and waits for
+ * the child (its wait status in *status); returns 1 if the report was whole. */
+static inline int test_reap_report(pid_t pid, int fd, void *report, size_t bytes, int *status)
+{
+    ssize_t got = read(fd, report, bytes);
+    close(fd);
+    CHECK(waitpid(pid, status, 0) == pid);
+    return got == (ssize_t)bytes;
+}
+
+/* ---- ring set-up and tear-down -------------------------------------------- */
+
+/* The stage kinds of the usual two-stage ring: a pool, then an ordered stage. */
+#define TEST_POOL_ORDERED ((const uint8_t[]){FE_POOL, FE_ORDERED})
+
+/* A ring call returned `got` where FE_OK was wanted: report at the caller's
+ * file:line, as CHECK_RC would there, and fail. */
+static inline void test_expect_ok_(const char *file, int line, const char *what,
+                                   const char *name, int got)
+{
+    if (got != FE_OK) {
+        fprintf(stderr, "%s:%d: CHECK failed: %s(\"%s\") returned %d (%s), "
+                "expected %d (%s)\n", file, line, what, name, got, fe_strerror(got),
+                FE_OK, fe_strerror(FE_OK));
+        exit(TEST_FAIL);
+    }
+}
+
+static inline fe_ring *test_create_at_(const char *file, int line, const char *name,
+                                       fe_config cfg)
+{
+    fe_ring *r = NULL;
+    test_expect_ok_(file, line, "fe_create", name, fe_create(name, &cfg, &r));
+    return r;
+}
+
+static inline void test_open_at_(const char *file, int line, const char *name,
+                                 fe_ring **const *handles, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        *handles[i] = NULL;
+        test_expect_ok_(file, line, "fe_open", name, fe_open(name, handles[i]));
+    }
+}
+
+static inline void test_close_unlink_at_(const char *file, int line, const char *name,
+                                         fe_ring *const *handles, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        fe_close(handles[i]);
+    test_expect_ok_(file, line, "fe_unlink", name, fe_unlink(name));
+}
+
+/* fe_create()s ring `name` with test_config(slots, slot_bytes, lookback,
+ * nstages, kinds) and returns the creator's handle; fails the test otherwise. */
+#define test_create(name, slots, slot_bytes, lookback, nstages, kinds)          \
+    test_create_at_(__FILE__, __LINE__, (name),                                 \
+                    test_config((slots), (slot_bytes), (lookback), (nstages), (kinds)))
+
+/* fe_open()s a handle of ring `name` into each `fe_ring **` given, in order;
+ * fails the test if any open fails. */
+#define test_open(name, ...)                                                    \
+    test_open_at_(__FILE__, __LINE__, (name), (fe_ring **const[]){__VA_ARGS__},    \
+                  sizeof((fe_ring **const[]){__VA_ARGS__}) / sizeof(fe_ring **))
+
+/* fe_close()s the handles given, in order, then fe_unlink(name) must succeed. */
+#define test_close_unlink(name, ...)                                            \
+    test_close_unlink_at_(__FILE__, __LINE__, (name), (fe_ring *const[]){__VA_ARGS__}, \
+                          sizeof((fe_ring *const[]){__VA_ARGS__}) / sizeof(fe_ring *))
 
 /* Writes / reads an 8-byte payload at p (slots are 64-byte aligned). */
 static inline void test_put_u64(void *p, uint64_t v) { memcpy(p, &v, 8); }

@@ -50,11 +50,8 @@ int main(void)
 {
     test_watchdog(30);
     g_name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(4, 64, 0, 2, kinds);
-    fe_ring *r = NULL, *ctl = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &r), FE_OK);
-    CHECK_RC(fe_open(g_name, &ctl), FE_OK);
+    fe_ring *r = test_create(g_name, 4, 64, 0, 2, TEST_POOL_ORDERED), *ctl;
+    test_open(g_name, &ctl);
     CHECK_EQ(fe_aborted(ctl), 0);
 
     /* The producer thread fills the ring with claimed, unpublished items:
@@ -94,14 +91,11 @@ int main(void)
     fe_abort(ctl); /* idempotent */
     CHECK_EQ(fe_aborted(ctl), 1);
 
-    fe_close(late);
-    fe_close(ctl);
-    fe_close(r);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, late, ctl, r);
 
     /* Abort on a flowing ring: published items are refused after it too. */
     g_name = test_ring_name();
-    CHECK_RC(fe_create(g_name, &cfg, &r), FE_OK);
+    r = test_create(g_name, 4, 64, 0, 2, TEST_POOL_ORDERED);
     CHECK_RC(fe_claim(r, 2, 0, &seq), FE_OK);
     CHECK_RC(fe_publish(r, seq, 2), FE_OK);
     CHECK_RC(fe_take(r, 1, 1, 0, &s, &n), FE_OK);
@@ -109,7 +103,6 @@ int main(void)
     CHECK_RC(fe_take(r, 1, 1, 0, &s, &n), FE_ABORTED);
     CHECK_RC(fe_take(r, 1, 1, -1, &s, &n), FE_ABORTED);
     CHECK_RC(fe_claim(r, 1, -1, &seq), FE_ABORTED);
-    fe_close(r);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, r);
     return TEST_PASS;
 }

@@ -62,13 +62,8 @@ static fe_stage_stats stats(fe_ring *r, uint32_t stage)
 static void pool_member_closes(void)
 {
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *prod = NULL, *m1 = NULL, *m2 = NULL, *ord = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &m1), FE_OK);
-    CHECK_RC(fe_open(name, &m2), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    fe_ring *prod = test_create(name, 8, 64, 0, 2, TEST_POOL_ORDERED), *m1, *m2, *ord;
+    test_open(name, &m1, &m2, &ord);
     const uint64_t base = 1000;
     uint64_t s;
     uint32_t n;
@@ -110,10 +105,7 @@ static void pool_member_closes(void)
     CHECK_RC(fe_failed(ord, 8), 0);
     CHECK_RC(fe_failed(ord, 9), 0);
 
-    fe_close(ord);
-    fe_close(m2);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, m2, prod);
 }
 
 /* (ii) The ordered stage's handle closes holding 1 item.  kinds: the ordered
@@ -122,12 +114,8 @@ static void ordered_owner_closes(const uint8_t kinds[2], uint32_t ord_stage)
 {
     const uint32_t pool_stage = 3 - ord_stage;
     const char *name = test_ring_name();
-    fe_config cfg = test_config(4, 64, 0, 2, kinds);
-    fe_ring *prod = NULL, *pool = NULL, *o1 = NULL, *o2 = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &pool), FE_OK);
-    CHECK_RC(fe_open(name, &o1), FE_OK);
-    CHECK_RC(fe_open(name, &o2), FE_OK);
+    fe_ring *prod = test_create(name, 4, 64, 0, 2, kinds), *pool, *o1, *o2;
+    test_open(name, &pool, &o1, &o2);
     const uint64_t base = 2000 + 100 * ord_stage;
     uint64_t s, seq;
     uint32_t n;
@@ -183,24 +171,15 @@ static void ordered_owner_closes(const uint8_t kinds[2], uint32_t ord_stage)
     CHECK_EQ(stats(prod, pool_stage).failed, 0);
     CHECK_EQ(stats(prod, pool_stage).items, 5);
 
-    fe_close(o2);
-    fe_close(pool);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, o2, pool, prod);
 }
 
 /* (iii) A producer handle closes with 2 claimed, 1 published. */
 static void producer_closes(void)
 {
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *ctl = NULL, *p1 = NULL, *p2 = NULL, *pool = NULL, *ord = NULL;
-    CHECK_RC(fe_create(name, &cfg, &ctl), FE_OK);
-    CHECK_RC(fe_open(name, &p1), FE_OK);
-    CHECK_RC(fe_open(name, &p2), FE_OK);
-    CHECK_RC(fe_open(name, &pool), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    fe_ring *ctl = test_create(name, 8, 64, 0, 2, TEST_POOL_ORDERED), *p1, *p2, *pool, *ord;
+    test_open(name, &p1, &p2, &pool, &ord);
     const uint64_t base1 = 3000, base2 = 4000;
     uint64_t seq = UINT64_MAX, s;
     uint32_t n;
@@ -245,11 +224,7 @@ static void producer_closes(void)
     for (uint32_t k = 0; k <= 2; k++)
         CHECK_EQ(stats(ctl, k).failed, 0);
 
-    fe_close(ord);
-    fe_close(pool);
-    fe_close(p2);
-    fe_close(ctl);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, pool, p2, ctl);
 }
 
 int main(void)

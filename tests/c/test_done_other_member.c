@@ -13,13 +13,8 @@ int main(void)
 {
     test_watchdog(30);
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *prod = NULL, *m1 = NULL, *m2 = NULL, *ord = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &m1), FE_OK);
-    CHECK_RC(fe_open(name, &m2), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    fe_ring *prod = test_create(name, 8, 64, 0, 2, TEST_POOL_ORDERED), *m1, *m2, *ord;
+    test_open(name, &m1, &m2, &ord);
     uint64_t seq, s;
     uint32_t n;
     CHECK_RC(fe_claim(prod, 4, 0, &seq), FE_OK);
@@ -71,10 +66,6 @@ int main(void)
     CHECK_RC(fe_done(m1, 1, 2, 1), FE_OK);
     CHECK_EQ(fe_ready(ord, 2), 3);
 
-    fe_close(ord);
-    fe_close(m2);
-    fe_close(m1);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, m2, m1, prod);
     return TEST_PASS;
 }

@@ -48,15 +48,12 @@ static void *drain(void *arg)
 int main(void)
 {
     test_watchdog(30);
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
 
     /* Zero items, and a consumer already waiting. */
     {
         g_name = test_ring_name();
-        fe_ring *prod = NULL, *c = NULL;
-        CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
-        CHECK_RC(fe_open(g_name, &c), FE_OK);
+        fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *c;
+        test_open(g_name, &c);
         pthread_t t;
         atomic_store(&g_returned, 0);
         CHECK(pthread_create(&t, NULL, drain, (void *)(uintptr_t)1) == 0);
@@ -73,18 +70,13 @@ int main(void)
         uint32_t n;
         CHECK_RC(fe_take(c, 1, 1, 0, &s, &n), FE_EOF);
         CHECK_RC(fe_take(c, 2, 1, -1, &s, &n), FE_EOF);
-        fe_close(c);
-        fe_close(prod);
-        CHECK_RC(fe_unlink(g_name), FE_OK);
+        test_close_unlink(g_name, c, prod);
     }
 
     /* Five published, two claimed and abandoned. */
     g_name = test_ring_name();
-    fe_ring *prod = NULL, *p1 = NULL, *p2 = NULL, *ord = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(g_name, &p1), FE_OK);
-    CHECK_RC(fe_open(g_name, &p2), FE_OK);
-    CHECK_RC(fe_open(g_name, &ord), FE_OK);
+    fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *p1, *p2, *ord;
+    test_open(g_name, &p1, &p2, &ord);
     uint64_t seq, s;
     uint32_t n;
     CHECK_RC(fe_claim(prod, 5, 0, &seq), FE_OK);
@@ -126,18 +118,13 @@ int main(void)
     CHECK_RC((int)(intptr_t)ret, FE_EOF);
     CHECK_EQ(g_items, 5);
     CHECK_RC(fe_take(ord, 2, 8, 0, &s, &n), FE_EOF);
-    fe_close(ord);
-    fe_close(p2);
-    fe_close(p1);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, ord, p2, p1, prod);
 
     /* The pool holds the last item after the end: the ordered stage waits
      * for it (-ETIMEDOUT, not FE_EOF), gets it, then FE_EOF. */
     g_name = test_ring_name();
-    CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(g_name, &p1), FE_OK);
-    CHECK_RC(fe_open(g_name, &ord), FE_OK);
+    prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED);
+    test_open(g_name, &p1, &ord);
     CHECK_RC(fe_claim(prod, 5, 0, &seq), FE_OK);
     CHECK_RC(fe_publish(prod, 0, 5), FE_OK);
     CHECK_RC(fe_claim(prod, 1, 0, &seq), FE_OK);
@@ -177,9 +164,6 @@ int main(void)
     CHECK_RC(fe_take(p1, 1, 2, 0, &s, &n), FE_EOF);
     CHECK_EQ(fe_ready(ord, 1), 0);
     CHECK_EQ(fe_ready(ord, 2), 0);
-    fe_close(ord);
-    fe_close(p1);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, ord, p1, prod);
     return TEST_PASS;
 }

@@ -32,11 +32,8 @@ static void check_geometry(uint32_t slots, uint64_t slot_bytes, uint32_t lookbac
                            uint32_t nstages, const uint8_t *kinds)
 {
     const char *name = test_ring_name();
-    fe_config cfg = test_config(slots, slot_bytes, lookback, nstages, kinds);
-    fe_ring *r = NULL;
-    CHECK_RC(fe_create(name, &cfg, &r), FE_OK);
-    fe_ring *o = NULL;
-    CHECK_RC(fe_open(name, &o), FE_OK);
+    fe_ring *r = test_create(name, slots, slot_bytes, lookback, nstages, kinds), *o;
+    test_open(name, &o);
     long page = sysconf(_SC_PAGESIZE);
 
     fe_ring *hs[2] = {r, o};
@@ -86,9 +83,7 @@ static void check_geometry(uint32_t slots, uint64_t slot_bytes, uint32_t lookbac
         CHECK_EQ(p[0], (uint8_t)(s + 1));
         CHECK_EQ(p[slot_bytes - 1], (uint8_t)(s + 1));
     }
-    fe_close(o);
-    fe_close(r);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, o, r);
 }
 
 int main(void)
@@ -108,13 +103,10 @@ int main(void)
     const uint64_t sizes[] = {1, 8, 64, 65, 100, 128, 200};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         const char *name = test_ring_name();
-        fe_config cfg = test_config(256, sizes[i], 0, 1, po);
-        fe_ring *r = NULL;
-        CHECK_RC(fe_create(name, &cfg, &r), FE_OK);
+        fe_ring *r = test_create(name, 256, sizes[i], 0, 1, po);
         uint64_t want = (sizes[i] + 63) / 64 * 64;
         uint64_t got = fe_stride(r);
-        fe_close(r);
-        CHECK_RC(fe_unlink(name), FE_OK);
+        test_close_unlink(name, r);
         if (got != want)
             fprintf(stderr, "slot_bytes %llu: stride %llu, expected %llu\n",
                     (unsigned long long)sizes[i], (unsigned long long)got,

@@ -12,10 +12,8 @@ int main(void)
     test_watchdog(30);
     const char *name = test_ring_name();
     const uint8_t kinds[] = {FE_ORDERED};
-    fe_config cfg = test_config(4, 64, 0, 1, kinds);
-    fe_ring *prod = NULL, *cons = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &cons), FE_OK);
+    fe_ring *prod = test_create(name, 4, 64, 0, 1, kinds), *cons;
+    test_open(name, &cons);
     uint64_t seq, s;
     uint32_t n;
 
@@ -50,19 +48,16 @@ int main(void)
     CHECK_EQ(fe_in_ring(cons, 4 + (1ull << 40)), 0);
     CHECK_EQ(fe_failed(cons, 4), 0);
 
-    fe_close(cons);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, cons, prod);
 
     /* Sequence UINT64_MAX ("item -1") was never claimed in a fresh ring, nor
      * after a few items: it is not in the ring and has no failed flag. */
     name = test_ring_name();
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
+    prod = test_create(name, 4, 64, 0, 1, kinds);
     int fresh_in = fe_in_ring(prod, UINT64_MAX), fresh_failed = fe_failed(prod, UINT64_MAX);
     CHECK_RC(fe_claim(prod, 2, 0, &seq), FE_OK);
     int later_in = fe_in_ring(prod, UINT64_MAX), later_failed = fe_failed(prod, UINT64_MAX);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, prod);
     CHECK_EQ(fresh_in, 0);
     CHECK(fresh_failed < 0);
     CHECK_EQ(later_in, 0);

@@ -54,11 +54,8 @@ int main(void)
 {
     test_watchdog(30);
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(4, 64, 2, 2, kinds);
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &pool), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    prod = test_create(name, 4, 64, 2, 2, TEST_POOL_ORDERED);
+    test_open(name, &pool, &ord);
     CHECK_EQ(fe_lookback(pool), 2);
     uint64_t seq, s;
     uint32_t n;
@@ -136,9 +133,6 @@ int main(void)
     payload_is(ord, 5);
     payload_is(ord, 6);
 
-    fe_close(ord);
-    fe_close(pool);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, pool, prod);
     return TEST_PASS;
 }

@@ -61,11 +61,8 @@ int main(void)
     check_refused(tiny, FE_EBADRING);
 
     /* A real ring, then truncated below its declared size. */
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(16, 4096, 0, 2, kinds);
     const char *name = test_ring_name();
-    fe_ring *r = NULL;
-    CHECK_RC(fe_create(name, &cfg, &r), FE_OK);
+    fe_ring *r = test_create(name, 16, 4096, 0, 2, TEST_POOL_ORDERED);
     fe_close(r);
 
     char path[FE_NAME_MAX + 1];

@@ -12,13 +12,8 @@ int main(void)
 {
     test_watchdog(30);
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *prod = NULL, *pool_a = NULL, *pool_b = NULL, *ord = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &pool_a), FE_OK);
-    CHECK_RC(fe_open(name, &pool_b), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    fe_ring *prod = test_create(name, 8, 64, 0, 2, TEST_POOL_ORDERED), *pool_a, *pool_b, *ord;
+    test_open(name, &pool_a, &pool_b, &ord);
 
     uint64_t seq = 12345, s;
     uint32_t n = 0;
@@ -127,10 +122,6 @@ int main(void)
         CHECK_RC(fe_done(ord, 2, s, n), FE_OK);
     }
 
-    fe_close(ord);
-    fe_close(pool_b);
-    fe_close(pool_a);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, pool_b, pool_a, prod);
     return TEST_PASS;
 }

@@ -22,12 +22,8 @@ static pid_t child_takes_and_dies(uint32_t stage, uint32_t max_n, int kill_self,
                                   uint64_t *seq, uint32_t *n)
 {
     int fds[2];
-    CHECK(pipe(fds) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
+    pid_t pid = test_fork_reporting(fds);
     if (pid == 0) {
-        close(fds[0]);
         fe_ring *r = NULL;
         uint64_t msg[2] = {0, 0};
         uint32_t taken = 0;
@@ -45,17 +41,14 @@ static pid_t child_takes_and_dies(uint32_t stage, uint32_t max_n, int kill_self,
             raise(SIGKILL);
         _exit(0);
     }
-    close(fds[1]);
     uint64_t msg[2];
-    ssize_t got = read(fds[0], msg, sizeof msg);
-    close(fds[0]);
     int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
+    int whole = test_reap_report(pid, fds[0], msg, sizeof msg, &status);
     if (kill_self)
         CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     else
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK(got == (ssize_t)sizeof msg);
+    CHECK(whole);
     *seq = msg[0];
     *n = (uint32_t)msg[1];
     return pid;
@@ -65,12 +58,8 @@ int main(void)
 {
     test_watchdog(30);
     g_name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *prod = NULL, *pool = NULL, *ord = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(g_name, &pool), FE_OK);
-    CHECK_RC(fe_open(g_name, &ord), FE_OK);
+    fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *pool, *ord;
+    test_open(g_name, &pool, &ord);
     uint64_t seq, s;
     uint32_t n;
 
@@ -130,17 +119,12 @@ int main(void)
         next += n;
     }
 
-    fe_close(ord);
-    fe_close(pool);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, ord, pool, prod);
 
     /* Ordered stage: its first taker is a child, killed holding item 0. */
     g_name = test_ring_name();
-    fe_config cfg2 = test_config(4, 64, 0, 2, kinds);
-    CHECK_RC(fe_create(g_name, &cfg2, &prod), FE_OK);
-    CHECK_RC(fe_open(g_name, &pool), FE_OK);
-    CHECK_RC(fe_open(g_name, &ord), FE_OK);
+    prod = test_create(g_name, 4, 64, 0, 2, TEST_POOL_ORDERED);
+    test_open(g_name, &pool, &ord);
     CHECK_RC(fe_claim(prod, 4, 0, &seq), FE_OK);
     for (uint64_t i = 0; i < 4; i++)
         test_put_u64(fe_slot(prod, i), 4000 + i);
@@ -171,9 +155,6 @@ int main(void)
     }
     CHECK_RC(fe_done(ord, 2, s, n), FE_OK);
 
-    fe_close(ord);
-    fe_close(pool);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, ord, pool, prod);
     return TEST_PASS;
 }

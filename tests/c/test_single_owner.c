@@ -17,12 +17,8 @@ static const char *g_name;
 static int in_child(int (*fn)(fe_ring *r))
 {
     int fds[2];
-    CHECK(pipe(fds) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
+    pid_t pid = test_fork_reporting(fds);
     if (pid == 0) {
-        close(fds[0]);
         fe_ring *r = NULL;
         int rc = fe_open(g_name, &r);
         if (rc == 0) {
@@ -33,14 +29,10 @@ static int in_child(int (*fn)(fe_ring *r))
         }
         _exit(write(fds[1], &rc, sizeof rc) == sizeof rc ? 0 : 2);
     }
-    close(fds[1]);
-    int rc = -99999;
-    ssize_t got = read(fds[0], &rc, sizeof rc);
-    close(fds[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
+    int rc = -99999, status;
+    int whole = test_reap_report(pid, fds[0], &rc, sizeof rc, &status);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK(got == sizeof rc);
+    CHECK(whole);
     return rc;
 }
 
@@ -76,10 +68,7 @@ int main(void)
 {
     test_watchdog(30);
     g_name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *r = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &r), FE_OK);
+    fe_ring *r = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED);
 
     /* Nobody produces yet: a child may claim, and it becomes the producer
      * until it exits. */
@@ -120,7 +109,6 @@ int main(void)
     CHECK_EQ(s, seq + 1);
     CHECK_RC(fe_done(r, 2, s, n), FE_OK);
 
-    fe_close(r);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, r);
     return TEST_PASS;
 }

@@ -33,13 +33,8 @@ int main(void)
     test_watchdog(30);
     g_name = test_ring_name();
     const uint8_t kinds[] = {FE_POOL, FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(16, 64, 0, 3, kinds);
-    fe_ring *prod = NULL, *a = NULL, *b = NULL, *o = NULL, *obs = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(g_name, &a), FE_OK);
-    CHECK_RC(fe_open(g_name, &b), FE_OK);
-    CHECK_RC(fe_open(g_name, &o), FE_OK);
-    CHECK_RC(fe_open(g_name, &obs), FE_OK);
+    fe_ring *prod = test_create(g_name, 16, 64, 0, 3, kinds), *a, *b, *o, *obs;
+    test_open(g_name, &a, &b, &o, &obs);
     fe_stage_stats st;
     uint64_t seq, s;
     uint32_t n;
@@ -133,11 +128,6 @@ int main(void)
     CHECK_EQ(st.taken, 11);
     CHECK_EQ(st.failed, 0);
 
-    fe_close(obs);
-    fe_close(o);
-    fe_close(b);
-    fe_close(a);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    test_close_unlink(g_name, obs, o, b, a, prod);
     return TEST_PASS;
 }

@@ -13,12 +13,8 @@ int main(void)
 {
     test_watchdog(30);
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(8, 64, 0, 2, kinds);
-    fe_ring *prod = NULL, *pool = NULL, *ord = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &pool), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    fe_ring *prod = test_create(name, 8, 64, 0, 2, TEST_POOL_ORDERED), *pool, *ord;
+    test_open(name, &pool, &ord);
 
     uint64_t seq, s = 777;
     uint32_t n = 777;
@@ -94,9 +90,6 @@ int main(void)
     CHECK_RC(fe_claim(prod, 8, 0, &seq2), FE_OK);
     CHECK_EQ(seq2, 11);
 
-    fe_close(ord);
-    fe_close(pool);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, pool, prod);
     return TEST_PASS;
 }

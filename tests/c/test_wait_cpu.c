@@ -39,13 +39,20 @@ static int64_t thread_cpu_ns(void)
 
 static int64_t g_spin_ns = -1; /* -1: the default */
 
+/* The waiting thread's own handle, with its spin set to g_spin_ns. */
+static fe_ring *open_waiter(void)
+{
+    fe_ring *r;
+    test_open(g_name, &r);
+    if (g_spin_ns >= 0)
+        fe_set_spin_ns(r, g_spin_ns);
+    return r;
+}
+
 static void *consumer(void *arg)
 {
     struct result *res = arg;
-    fe_ring *r = NULL;
-    CHECK_RC(fe_open(g_name, &r), FE_OK);
-    if (g_spin_ns >= 0)
-        fe_set_spin_ns(r, g_spin_ns);
+    fe_ring *r = open_waiter();
     atomic_store(&g_ready, 1);
     int64_t c0 = thread_cpu_ns(), t0 = test_now_ns();
     res->rc = fe_take(r, 1, 4, -1, &res->seq, &res->n);
@@ -64,10 +71,7 @@ static void *consumer(void *arg)
 static void *producer(void *arg)
 {
     struct result *res = arg;
-    fe_ring *r = NULL;
-    CHECK_RC(fe_open(g_name, &r), FE_OK);
-    if (g_spin_ns >= 0)
-        fe_set_spin_ns(r, g_spin_ns);
+    fe_ring *r = open_waiter();
     uint64_t seq;
     CHECK_RC(fe_claim(r, fe_slots(r), 0, &seq), FE_OK);
     CHECK_RC(fe_publish(r, seq, fe_slots(r)), FE_OK);
@@ -88,23 +92,37 @@ static void report(const char *what, const struct result *res)
            (unsigned long long)res->seq, res->n, res->cpu_ns / 1e6, res->wall_ns / 1e6);
 }
 
-static void consumer_case(int64_t spin_ns)
+/* Makes a one-stage ring of `kind`, starts `waiter` (with its own handle)
+ * and gives it time to block; returns the creator's handle. */
+static fe_ring *start_blocked(uint8_t kind, void *(*waiter)(void *), int64_t spin_ns,
+                              struct result *res, pthread_t *t)
 {
     g_name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL};
-    fe_config cfg = test_config(4, 64, 0, 1, kinds);
-    fe_ring *prod = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &prod), FE_OK);
+    const uint8_t kinds[] = {kind};
+    fe_ring *r = test_create(g_name, 4, 64, 0, 1, kinds);
     atomic_store(&g_ready, 0);
     atomic_store(&g_released, 0);
     g_spin_ns = spin_ns;
-    struct result res;
-    memset(&res, 0, sizeof res);
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, consumer, &res) == 0);
+    memset(res, 0, sizeof *res);
+    CHECK(pthread_create(t, NULL, waiter, res) == 0);
     while (!atomic_load(&g_ready))
         sched_yield();
-    test_sleep_ns(300 * MS); /* the consumer blocks meanwhile */
+    test_sleep_ns(300 * MS); /* the waiter blocks meanwhile */
+    return r;
+}
+
+/* The waiter was woken by our call, not before, and slept without CPU. */
+static void check_slept(const struct result *res)
+{
+    CHECK_EQ(res->released_before_return, 1);
+    CHECK(res->cpu_ns < CPU_LIMIT_NS);
+}
+
+static void consumer_case(int64_t spin_ns)
+{
+    struct result res;
+    pthread_t t;
+    fe_ring *prod = start_blocked(FE_POOL, consumer, spin_ns, &res, &t);
     uint64_t seq;
     CHECK_RC(fe_claim(prod, 1, 0, &seq), FE_OK);
     test_put_u64(fe_slot(prod, seq), 0xC0FFEE);
@@ -116,29 +134,15 @@ static void consumer_case(int64_t spin_ns)
     CHECK_EQ(res.seq, 0);
     CHECK_EQ(res.n, 1);
     CHECK_EQ(res.payload, 0xC0FFEE);
-    CHECK_EQ(res.released_before_return, 1);
-    CHECK(res.cpu_ns < CPU_LIMIT_NS);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    check_slept(&res);
+    test_close_unlink(g_name, prod);
 }
 
 static void producer_case(int64_t spin_ns)
 {
-    g_name = test_ring_name();
-    const uint8_t kinds[] = {FE_ORDERED};
-    fe_config cfg = test_config(4, 64, 0, 1, kinds);
-    fe_ring *cons = NULL;
-    CHECK_RC(fe_create(g_name, &cfg, &cons), FE_OK);
-    atomic_store(&g_ready, 0);
-    atomic_store(&g_released, 0);
-    g_spin_ns = spin_ns;
     struct result res;
-    memset(&res, 0, sizeof res);
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, producer, &res) == 0);
-    while (!atomic_load(&g_ready))
-        sched_yield();
-    test_sleep_ns(300 * MS); /* the producer blocks meanwhile */
+    fe_ring *cons = start_blocked(FE_ORDERED, producer, spin_ns, &res, &t);
     uint64_t s;
     uint32_t n;
     CHECK_RC(fe_take(cons, 1, 1, 0, &s, &n), FE_OK);
@@ -149,10 +153,8 @@ static void producer_case(int64_t spin_ns)
     report(spin_ns < 0 ? "claim, default spin" : "claim, spin 0", &res);
     CHECK_RC(res.rc, FE_OK);
     CHECK_EQ(res.seq, 4);
-    CHECK_EQ(res.released_before_return, 1);
-    CHECK(res.cpu_ns < CPU_LIMIT_NS);
-    fe_close(cons);
-    CHECK_RC(fe_unlink(g_name), FE_OK);
+    check_slept(&res);
+    test_close_unlink(g_name, cons);
 }
 
 int main(void)

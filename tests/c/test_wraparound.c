@@ -17,12 +17,8 @@ static uint8_t pattern(uint64_t item, uint64_t byte)
 static void check_ring(uint32_t slots, uint64_t slot_bytes)
 {
     const char *name = test_ring_name();
-    const uint8_t kinds[] = {FE_POOL, FE_ORDERED};
-    fe_config cfg = test_config(slots, slot_bytes, 0, 2, kinds);
-    fe_ring *prod = NULL, *pool = NULL, *ord = NULL;
-    CHECK_RC(fe_create(name, &cfg, &prod), FE_OK);
-    CHECK_RC(fe_open(name, &pool), FE_OK);
-    CHECK_RC(fe_open(name, &ord), FE_OK);
+    fe_ring *prod = test_create(name, slots, slot_bytes, 0, 2, TEST_POOL_ORDERED), *pool, *ord;
+    test_open(name, &pool, &ord);
     const uint64_t stride = fe_stride(prod);
     CHECK_EQ(fe_stride(pool), stride);
 
@@ -99,10 +95,7 @@ static void check_ring(uint32_t slots, uint64_t slot_bytes)
         CHECK_RC(fe_done(ord, 2, s, n), FE_OK);
         next += slots;
     }
-    fe_close(ord);
-    fe_close(pool);
-    fe_close(prod);
-    CHECK_RC(fe_unlink(name), FE_OK);
+    test_close_unlink(name, ord, pool, prod);
 }
 
 int main(void)
