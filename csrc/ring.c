@@ -893,6 +893,17 @@ int fe_end(fe_ring *r)
     return 0;
 }
 
+int fe_abandon(fe_ring *r)
+{
+    refresh_pid(r);
+    if (!r->producer)
+        return FE_ENOTHELD;
+    r->p_head = r->p_pub;
+    /* release: pairs with the acquire in fe_in_ring(); those slots are free again */
+    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    return 0;
+}
+
 uint64_t fe_end_seq(const fe_ring *r)
 {
     /* acquire: pairs with the store in fe_end(); the items before it are published */

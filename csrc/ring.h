@@ -124,6 +124,9 @@ void fe_resume_wait(fe_ring *r);
 int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq);
 int fe_publish(fe_ring *r, uint64_t seq, uint32_t n);
 int fe_end(fe_ring *r);
+/* The producer gives back the items it claimed and has not published (a batch
+ * that the source could not fill): the next claim starts after the published. */
+int fe_abandon(fe_ring *r);
 
 /* Consumers.  fe_take waits for at least one item for `stage` and hands out a
  * run [*seq, *seq + *n) with 1 <= *n <= max_n.  FE_EOF once the stream ended

@@ -62,6 +62,7 @@ cdef extern from "ring.h" nogil:
     int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)
     int fe_end(fe_ring *r)
+    int fe_abandon(fe_ring *r)
     int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns,
                 uint64_t *seq, uint32_t *n)
     int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)

@@ -299,6 +299,13 @@ cdef class Ring:
         """End the stream after the published items; consumers drain, then get EOFError."""
         _check(fe_end(self._h()), self.name, "end")
 
+    def abandon(self) -> None:
+        """Give back the claimed items not yet published (a batch that could not be
+        filled); the next claim starts right after the published ones."""
+        rc = fe_abandon(self._h())
+        if rc == FE_ENOTHELD:
+            raise ValueError(f"ring {self.name}: abandon: this handle is not the producer")
+
     def abort(self) -> None:
         """Wake every waiter with RingAborted, now and for every later wait."""
         fe_abort(self._h())

@@ -240,6 +240,14 @@ def resolve(name: str) -> Analysis:
         raise AnalysisError(
             f"analysis {name!r}: lookback must be a whole number >= 0, not {lookback!r}"
         )
+    if in_place and lookback:
+        # prev would be a frame that another worker may be drawing on at that moment.
+        raise AnalysisError(f"analysis {name!r}: in_place and lookback cannot go together")
+    if name.split(":")[0] == "__main__":
+        raise AnalysisError(
+            f"analysis {name!r}: the analyzer processes cannot import the main script; "
+            "put the function in a module"
+        )
     return Analysis(name=name, fn=fn, in_place=in_place, lookback=lookback)
 
 

@@ -36,6 +36,11 @@ class Pacer:
     def took(self, ns: int) -> None:
         self.expected_ns = ns if not self.expected_ns else 0.8 * self.expected_ns + 0.2 * ns
 
+    def skipped(self) -> None:
+        # One very slow frame must not make every later frame look hopeless: the
+        # estimate decays while frames are skipped.
+        self.expected_ns *= 0.8
+
 
 def analyze_frame(
     ring: Ring,
@@ -52,6 +57,7 @@ def analyze_frame(
     meta["worker"] = worker
     if pacer is not None and pacer.too_late(int(meta["index"])):
         meta["status"], meta["result_len"], meta["analysis_ns"] = LATE, 0, 0
+        pacer.skipped()
         return
     if analysis.in_place:
         out = layout.frame(ring, seq)
@@ -94,9 +100,13 @@ def analyze_frame(
 def run(cfg: ctl.RunConfig, worker: int) -> None:
     """Process body: take frames from the pool stage until the end of the stream."""
     cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads would fight it
-    analysis = resolve(cfg.analyze)
     ring = Ring.open(cfg.ring_name)
     shared = ctl.shared_fields(ring)
+    try:
+        analysis = resolve(cfg.analyze)
+    except Exception as e:  # imported in the parent, but not here: say why
+        ctl.report_error(ring, str(e))
+        raise
     skip = cfg.on_error == "skip"
     pacer = Pacer(shared)
     try:

@@ -23,8 +23,10 @@ class Clock:
         return self.t0 is not None and self.paused_at is None
 
     def anchor(self, index: int, now: float) -> None:
-        """Make frame `index` due exactly now."""
+        """Make frame `index` due exactly now (paused: when play resumes)."""
         self.t0, self.base = now, index
+        if self.paused_at is not None:
+            self.paused_at = now
 
     def due_time(self, index: int) -> float:
         assert self.t0 is not None
@@ -64,5 +66,3 @@ class Clock:
     def step_to(self, index: int, now: float) -> None:
         """While paused: make `index` the frame the clock stands at."""
         self.anchor(index, now)
-        if self.paused_at is not None:
-            self.paused_at = now

@@ -19,7 +19,9 @@ READER_DONE = 4  # reader: 1 once it stopped cleanly (end of source, --frames, a
 CLOCK_T0_NS = 5  # time.monotonic_ns() of the anchor; 0 while the clock is not running
 CLOCK_BASE = 6
 CLOCK_RATE_MILLI = 7  # frames per second x 1000
-SIZE = 8
+SOURCE_END = 8  # reader: epoch + 1 once the source (or --frames) ended in that epoch
+SIZE = 12
+ERROR_BYTES = 512  # after the fields: the last error a child reported, UTF-8
 
 
 def frame_due_ns(shared, index: int) -> int | None:
@@ -50,11 +52,26 @@ class RunConfig:
     start_frame: int
     max_frames: int | None
     on_error: str  # "stop" or "skip"
+    seekable: bool  # a window may seek back after the end: the reader waits for that
 
 
-USER_BYTES = SIZE * 8  # the ring's user area holds the fields above
+USER_BYTES = SIZE * 8 + ERROR_BYTES  # the ring's user area holds the fields and the text
 
 
 def shared_fields(ring):
     """The control fields above, an int64 array in the ring's user area."""
     return ring.user(shape=(SIZE,), dtype="<i8")
+
+
+def report_error(ring, text: str) -> None:
+    """A child says why it is about to fail, for the parent's one-line message."""
+    data = text.encode()[: ERROR_BYTES - 1]
+    area = ring.user(shape=(ERROR_BYTES,), offset=SIZE * 8)
+    area[: len(data)] = list(data)
+    area[len(data)] = 0
+
+
+def reported_error(ring) -> str | None:
+    area = bytes(ring.user(shape=(ERROR_BYTES,), offset=SIZE * 8))
+    text = area.split(b"\0", 1)[0].decode(errors="replace")
+    return text or None

@@ -87,6 +87,7 @@ class WindowView:
         self.size = (width, height)
         self.screen = pygame.display.set_mode(self.size, pygame.RESIZABLE)
         pygame.display.set_caption(title)
+        self.title = title
         self.font = pygame.font.Font(None, 22)
         self.last: object = None  # the shown frame's surface, for redraws (HUD, pause)
         self.fullscreen = False
@@ -101,8 +102,11 @@ class WindowView:
                 if name in self.KEYS:
                     out.append(self.KEYS[name])
         if FULLSCREEN in out:
-            self.fullscreen = not self.fullscreen
-            self.pg.display.toggle_fullscreen()
+            try:
+                self.pg.display.toggle_fullscreen()
+                self.fullscreen = not self.fullscreen
+            except self.pg.error:  # some drivers (dummy, some Wayland) cannot
+                pass
         return out
 
     def show(self, image: np.ndarray, title: str) -> None:
@@ -113,8 +117,18 @@ class WindowView:
         if target != (w, h):
             surf = self.pg.transform.scale(surf, target)
         self.screen.blit(surf, (0, 0))
-        self.last = surf  # valid while the run holds the slot, which it does until the next frame
-        self.pg.display.set_caption(title)
+        self.last = surf  # over the slot: valid while the run holds it (see keep_copy)
+        self._caption(title)
+
+    def keep_copy(self) -> None:
+        """The slot of the frame on screen is about to be released: copy it."""
+        if self.last is not None:
+            self.last = self.last.copy()
+
+    def _caption(self, title: str) -> None:
+        if title != self.title:  # a round trip to the window manager: only on change
+            self.title = title
+            self.pg.display.set_caption(title)
 
     def redraw(self, hud: list[str] | None, title: str) -> None:
         """Draw the HUD over the current frame and flip."""
@@ -130,7 +144,7 @@ class WindowView:
                 self.screen.blit(box, (6, y - 2))
                 self.screen.blit(text, (10, y))
                 y += text.get_height() + 6
-        self.pg.display.set_caption(title)
+        self._caption(title)
         self.pg.display.flip()
 
     def progress(self, frames: int, postfix: str) -> None:

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ SEEK_S = 5.0
 IDLE_WAIT_S = 0.004  # the longest the display waits for a frame between looks at keys
 STARVED_LEAD_S = 0.05  # after a stall, the clock restarts this far ahead of now
 JOIN_S = 1.5  # children get this long to stop before they are killed
+MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
 
 
 class RunError(Exception):
@@ -123,7 +125,7 @@ def ring_slots(frames: int, lookback: int, slot_bytes: int, max_memory: int) -> 
         slots *= 2
     while slots > 2 and slots * slot_bytes > max_memory:
         slots //= 2
-    if slots * slot_bytes > max_memory or slots <= lookback:
+    if slots * slot_bytes > max_memory or slots < lookback + 2:
         raise RunError(
             f"--max-memory {max_memory // 2**20} MiB: too small for two frames of "
             f"{slot_bytes / 2**20:.1f} MiB",
@@ -171,6 +173,9 @@ class Run:
         self.procs: dict[str, object] = {}
         self.epoch = 0
         self.eof = False
+        # Where a window will open, the user can seek back after the source ended.
+        self.seekable = not (self.live or opts.untimed or opts.headless) and display_available()
+        self.deaths, self.progress_at_death = 0, -1  # analyzer deaths with no frame between
 
     # ---- set-up and clean-up ------------------------------------------------
 
@@ -189,12 +194,14 @@ class Run:
             layout=self.layout,
             source=self.info,
             analyze=self.opts.analyze,
-            batch=min(self.opts.batch, self.slots - self.analysis.lookback),
+            # a batch must fit beside the frame on screen and the lookback behind it
+            batch=max(1, min(self.opts.batch, self.slots - 1 - self.analysis.lookback)),
             live=self.live,
             pace_fps=self.info.fps * self.opts.speed if self.live and not self.info.live else None,
             start_frame=self.start_frame,
             max_frames=self.opts.frames,
             on_error=self.opts.on_error,
+            seekable=self.seekable,
         )
         self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
@@ -233,15 +240,27 @@ class Run:
         for role, p in list(self.procs.items()):
             if p.is_alive():
                 continue
+            why = ctl.reported_error(self.ring)
             if role == "reader":
                 if not self.shared[ctl.READER_DONE]:
                     raise RunError(
                         f"{self.info.spec}: the reader process died ({exit_text(p.exitcode)})"
+                        + (f": {why}" if why else "")
                     )
                 continue
             if p.exitcode == 0 and self.ring.end_seq is not None:
                 continue  # finished with the stream
             moved = self.ring.reclaim(p.pid)
+            st = self.ring.stats(1)
+            progress = st["items"] - st["failed"]  # frames analyzed, not moved on by reclaim
+            self.deaths = self.deaths + 1 if progress == self.progress_at_death else 1
+            self.progress_at_death = progress
+            if self.deaths >= MAX_DEATHS:  # dies at start, or on every frame: do not loop
+                raise RunError(
+                    f"analysis '{self.analysis.name}': the analyzer died {self.deaths} times "
+                    f"in a row without finishing a frame ({exit_text(p.exitcode)})"
+                    + (f": {why}" if why else "")
+                )
             self.stats.note(
                 f"analyzer {role[9:]} (pid {p.pid}) died ({exit_text(p.exitcode)}); "
                 f"{moved} frame(s) move on unanalyzed; restarted"
@@ -261,6 +280,14 @@ class Run:
             return
         pending.extend(range(seq, seq + n))
 
+    def source_done(self) -> bool:
+        """The reader reached the end in this epoch and the display has taken all it
+        published (the stream itself stays open while a seek is possible)."""
+        if self.shared[ctl.SOURCE_END] != self.epoch + 1:
+            return False
+        st = self.ring.stats()
+        return st[0]["items"] == st[DISPLAY_STAGE]["taken"]
+
     def _release(self, seq: int) -> None:
         self.ring.done(DISPLAY_STAGE, seq)
 
@@ -274,6 +301,7 @@ class Run:
         meta = self._meta(seq)
         if meta["epoch"] != self.epoch:
             self._release(seq)
+            self.stats.discarded_seek += 1
             return None
         failed = self.ring.failed(seq)
         status = int(meta["status"])
@@ -287,7 +315,15 @@ class Run:
                 detail=result.get("traceback"),
             )
         self.stats.arrived(index, failed, status == SKIPPED, late, int(meta["analysis_ns"]))
-        return {"seq": seq, "index": index, "failed": failed, "late": late, "result": result}
+        analyzed = not (failed or late or status == SKIPPED)
+        return {
+            "seq": seq,
+            "index": index,
+            "failed": failed,
+            "late": late,
+            "result": result,
+            "analyzed": analyzed,
+        }
 
     def image(self, frame: dict) -> np.ndarray:
         """What is shown for a frame: the analysis output, or the frame itself when
@@ -344,6 +380,7 @@ class Player:
             if headless:
                 run.stats.note("no display: running headless")
         self.step_pending = False
+        self.show_next = False  # paused and sought: show the first frame that comes
         self.pending: deque = deque()  # seqs taken from the ring, not yet looked at
         self.ready: deque = deque()  # accepted frames (dicts), in order, not yet shown
         self.view = None
@@ -353,9 +390,9 @@ class Player:
             except Exception as e:  # no usable video driver after all
                 run.stats.note(f"cannot open a window ({e}): running headless")
         if self.view is None:
-            self.view = HeadlessView(
-                run.opts.frames or run.info.declared_frames, run.info.spec, opts.quiet
-            )
+            declared = run.info.declared_frames
+            total = run.opts.frames or (declared - run.start_frame if declared else None)
+            self.view = HeadlessView(total, run.info.spec, opts.quiet)
         self.windowed = isinstance(self.view, WindowView)
         run.stats.display = "window" if self.windowed else "headless"
 
@@ -390,7 +427,7 @@ class Player:
 
     def record(self, frame: dict) -> None:
         """Every frame that reached the display, shown or dropped, in order."""
-        if self.results is not None and frame["result"] is not None:
+        if self.results is not None and frame["analyzed"]:
             line = {"frame": frame["index"], "result": frame["result"]}
             self.results.write(json.dumps(line, separators=(",", ":")) + "\n")
 
@@ -422,11 +459,18 @@ class Player:
         shared[ctl.CLOCK_RATE_MILLI] = round(clock.rate * 1000)
         shared[ctl.CLOCK_T0_NS] = round(clock.t0 * 1e9)
 
-    def drop(self, frame: dict) -> None:
-        """A late frame, released unseen (after the one on screen: done is in order)."""
+    def release_shown(self) -> None:
+        """Let the frame on screen go before a later one (done() is in order); the
+        window keeps a copy of it for redraws."""
         if self.shown is not None:
+            if self.windowed:
+                self.view.keep_copy()
             self.run._release(self.shown.seq)
             self.shown = None
+
+    def drop(self, frame: dict) -> None:
+        """A late frame, released unseen."""
+        self.release_shown()
         self.run._release(frame["seq"])
         self.run.stats.dropped_late += 1
         self.last_index = frame["index"]
@@ -463,10 +507,13 @@ class Player:
                     self.clock.resume(now)
                 self.publish_clock()
                 self.redraw()
-            elif ev == STEP and self.clock.paused_at is not None:
+            elif ev == STEP:  # as in mpv: pause if playing, then one frame on
+                if self.clock.paused_at is None:
+                    self.clock.pause(now)
+                    self.publish_clock()
                 self.step_pending = True
             elif ev in (SEEK_BACK, SEEK_FORWARD) and not run.live:
-                here = self.shown.index if self.shown else run.start_frame
+                here = self.last_index if self.last_index is not None else run.start_frame
                 delta = round(SEEK_S * run.info.fps) * (1 if ev == SEEK_FORWARD else -1)
                 target = max(0, here + delta)
                 if run.info.declared_frames:
@@ -482,18 +529,18 @@ class Player:
         run.shared[ctl.EPOCH] = run.epoch
         # done() goes in sequence order: the frame on screen, then the accepted
         # frames, then those not looked at yet.
-        if self.shown is not None:
-            run._release(self.shown.seq)
-            self.shown = None
+        self.release_shown()
         for frame in self.ready:
             run._release(frame["seq"])
         for seq in self.pending:
             run._release(seq)
+        run.stats.discarded_seek += len(self.ready) + len(self.pending)
         self.ready.clear()
         self.pending.clear()
         self.clock.t0 = None  # re-anchored by the first frame of the new epoch
         self.publish_clock()
-        self.last_index = None
+        self.last_index = target - 1  # a second seek before a frame arrives goes on from here
+        self.show_next = self.clock.paused_at is not None  # paused: show where we landed
         run.eof = False
 
     def _loop(self) -> None:
@@ -520,33 +567,38 @@ class Player:
                     ready.append(frame)
                     self.record(frame)
             if not ready:
-                if run.eof and not self.pending:
+                if not self.pending and (run.eof or run.source_done()):
                     return
                 self._stall(now)
+                continue
+            if self.clock.paused_at is not None:
+                if self.step_pending or (self.show_next and not ready[0]["late"]):
+                    self.step_pending = self.show_next = False
+                    frame = ready.popleft()
+                    self.clock.step_to(frame["index"], now)
+                    self.show(frame, now)
+                elif ready[0]["late"]:
+                    self.drop(ready.popleft())
+                else:
+                    self._wait(now)
                 continue
             if self.untimed:
                 self.show(ready.popleft(), now)
                 continue
             if run.live:
-                # A live source has no timeline to keep: show the newest analyzed frame.
-                while len(ready) > 1:
+                # A live source has no timeline to keep: show the newest analyzed frame
+                # (frames an analyzer skipped as late have nothing drawn: never shown).
+                while ready and (len(ready) > 1 or ready[0]["late"]):
                     self.drop(ready.popleft())
-                self.show(ready.popleft(), now)
+                if ready:
+                    self.show(ready.popleft(), now)
                 continue
             if self.clock.t0 is None:
                 if len(ready) < preroll and not run.eof:
+                    run._take(self.pending, timeout=IDLE_WAIT_S)  # pre-roll: wait, not spin
                     continue
                 self.clock.anchor(ready[0]["index"], now)
                 self.publish_clock()
-            if self.clock.paused_at is not None:
-                if self.step_pending:
-                    self.step_pending = False
-                    frame = ready.popleft()
-                    self.clock.step_to(frame["index"], now)
-                    self.show(frame, now)
-                else:
-                    self._wait(now)
-                continue
             due = self.clock.due_index(now)
             # Late: skipped by an analyzer, or a newer frame is due too. Released unseen.
             while ready and (ready[0]["late"] or len(ready) >= 2 and ready[1]["index"] <= due):
@@ -601,7 +653,8 @@ class Player:
 def play(source: str | int | None = "demo", **options) -> dict:
     """Play (or, headless, process) a source through the pipeline; return the stats."""
     run = Run(PlayOptions(source=source, **options))
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         run.start()
         player = Player(run)
@@ -612,7 +665,8 @@ def play(source: str | int | None = "demo", **options) -> dict:
         return run.stats.as_dict(run)
     finally:
         run.stop()
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         if run.opts.stats_json:
             run.stats.write_json(run.opts.stats_json, run)
 
@@ -622,9 +676,12 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[tuple[np.nd
     image is a read-only view into the ring, valid until the next iteration (copy
     it to keep it)."""
     options.setdefault("untimed", True)
+    for name in ("output", "results", "stats_json", "headless"):
+        if options.get(name) is not None:
+            raise TypeError(f"frames() takes no {name!r}: it hands frames to the caller")
     run = Run(PlayOptions(source=source, headless=True, quiet=True, **options))
-    run.start()
     try:
+        run.start()
         for frame in run.frames():
             yield run.image(frame), frame["result"]
     finally:

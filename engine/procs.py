@@ -22,6 +22,8 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 # ours (so a folder named engine/ in the working directory never shadows the
 # installed package, and users' modules import as they do in the parent).
 _BOOT = (
+    # Ctrl-C is the parent's to handle, from the first instant (imports included).
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
     "import sys, pickle\n"
     "f = sys.stdin.buffer\n"
     "sys.path[:] = pickle.load(f)\n"

@@ -7,26 +7,43 @@ import time
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.slots import OK
-from engine.sources import open_source
+from engine.sources import SourceError, open_source
 
 # How long a claim waits before the reader looks for a seek request again.
 CLAIM_SLICE_S = 0.25
+SEEK_POLL_S = 0.02  # at the end of a seekable source, how often to look for a seek
 
 
 def run(cfg: ctl.RunConfig) -> None:
     """Process body: read until the end of the source, --frames, or an abort."""
     ring = Ring.open(cfg.ring_name)
     shared = ctl.shared_fields(ring)
-    source = open_source(cfg.source)
+    try:
+        source = open_source(cfg.source)
+    except SourceError as e:  # probed in the parent, gone or changed since
+        ctl.report_error(ring, str(e))
+        raise
     layout, fps = cfg.layout, cfg.source.fps
-    index, epoch, read = cfg.start_frame, 0, 0
+    index, epoch, read, source_ended = cfg.start_frame, 0, 0, False
     pace_start, paced = time.monotonic(), 0
     try:
         if index:
             source.seek(index)
-        while cfg.max_frames is None or read < cfg.max_frames:
+        while True:
+            if cfg.max_frames is not None and read >= cfg.max_frames or source_ended:
+                shared[ctl.DECODED] = source.frames_read
+                shared[ctl.SOURCE_END] = epoch + 1
+                if not cfg.seekable:
+                    break
+                # A window can still seek back: wait for that, or for the abort
+                # that ends the run.
+                while shared[ctl.EPOCH] == epoch and not ring.aborted:
+                    time.sleep(SEEK_POLL_S)
+                if ring.aborted:
+                    break
+                source_ended, read = False, 0
             if shared[ctl.EPOCH] != epoch:  # the display asked for a seek
-                epoch, index = shared[ctl.EPOCH], shared[ctl.SEEK_TO]
+                epoch, index = int(shared[ctl.EPOCH]), int(shared[ctl.SEEK_TO])
                 source.seek(index)
             if cfg.pace_fps:  # real time: frame k of the source comes at k / fps
                 time.sleep(max(0.0, pace_start + paced / cfg.pace_fps - time.monotonic()))
@@ -55,13 +72,16 @@ def run(cfg: ctl.RunConfig) -> None:
             if got:
                 ring.publish(seq, got)
             read += got
-            if got < n:
-                break  # the source ended (or stopped decoding)
-        shared[ctl.DECODED] = source.frames_read
+            source_ended = got < n  # the source ended (or stopped decoding)
+            if source_ended:
+                ring.abandon()  # the rest of the batch: a seek may need those slots
         ring.end()
         shared[ctl.READER_DONE] = 1
     except RingAborted:
         shared[ctl.READER_DONE] = 1  # the run is being stopped
+    except SourceError as e:  # a seek the source refused, a read that failed
+        ctl.report_error(ring, str(e))
+        raise
     finally:
         source.close()
         ring.close()

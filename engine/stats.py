@@ -34,6 +34,8 @@ class RunStats:
         self.reanchors = 0
         self.not_analyzed_late = 0  # skipped by an analyzer: could not be shown in time
         self.display = "headless"
+        self.discarded_seek = 0  # buffered frames of before a seek, released unseen
+        self._hud: tuple[float, list[str]] = (-1.0, [])
         self.first_shown: float | None = None
         self.last_shown: float | None = None
         self.analysis_errors = 0
@@ -101,6 +103,13 @@ class RunStats:
         return st[0]["items"] - st[2]["items"]
 
     def hud(self, run) -> list[str]:
+        """The overlay's lines, recomputed at most 4 times a second."""
+        now = time.monotonic()
+        if now - self._hud[0] >= 0.25:
+            self._hud = (now, self._hud_lines(run))
+        return self._hud[1]
+
+    def _hud_lines(self, run) -> list[str]:
         dec, ana, disp = self.rates(run)
         buf = self.buffered(run)
         p50, p95 = _percentiles(self.analysis_ms[-300:], [50, 95])
@@ -109,7 +118,7 @@ class RunStats:
             f"fps: decode {dec:.0f}  analysis {ana:.0f}  display {disp:.0f}",
             f"buffer: {buf} frames ({buf / self.info.fps:.2f} s)",
             f"dropped: late {self.dropped_late}  source {run.shared[ctl.DROPPED_SOURCE]}  "
-            f"failed {self.failed}  stalls {self.stalls}",
+            f"failed {self.failed}  seek {self.discarded_seek}  stalls {self.stalls}",
             f"analysis '{self.analysis}': p50 {p50 or 0:.1f} ms  p95 {p95 or 0:.1f} ms",
         ]
 
@@ -139,6 +148,8 @@ class RunStats:
             "stalls": self.stalls,
             "failed": self.failed,
             "analysis_errors": self.analysis_errors,
+            "not_analyzed_late": self.not_analyzed_late,
+            "discarded_seek": self.discarded_seek,
             "declared_frames": self.info.declared_frames,
             "decoded_frames": int(run.shared[ctl.DECODED]),
             "source_fps": self.info.fps,

@@ -154,8 +154,16 @@ def test_resolve_a_users_function(user_module, frames):
             out[:] = 0
             return {"index": ctx.frame_index}
 
-        @analysis(in_place=True, lookback=2)
+        @analysis(in_place=True)
         def marked(frame, out, ctx):
+            return None
+
+        @analysis(lookback=2)
+        def behind(frame, out, ctx):
+            return None
+
+        @analysis(in_place=True, lookback=1)
+        def both(frame, out, ctx):
             return None
 
         class Tools:
@@ -170,7 +178,11 @@ def test_resolve_a_users_function(user_module, frames):
     ctx = Context(frame_index=7, pts=0.25, prev=None, worker=1)
     assert plain.fn(frames[0], out, ctx) == {"index": 7} and not out.any()
     marked = resolve("fe_user_ok:marked")
-    assert (marked.in_place, marked.lookback) == (True, 2)
+    assert (marked.in_place, marked.lookback) == (True, 0)
+    assert resolve("fe_user_ok:behind").lookback == 2
+    # prev would be a frame another worker may be drawing on
+    with pytest.raises(AnalysisError, match="in_place and lookback cannot go together"):
+        resolve("fe_user_ok:both")
     assert resolve("fe_user_ok:Tools.method").lookback == 0
 
 

@@ -1,10 +1,10 @@
-"""The window's keys, driven through the real event path under SDL's dummy driver:
-a scripted WindowView.events stands in for a person at the keyboard."""
+"""The window's keys, driven through SDL's real event queue under the dummy driver:
+a script posts the key presses a person would make, at the moments it chooses."""
 
 import pytest
 
 import engine
-from engine import display, pipeline
+from engine import display, pipeline  # noqa: F401 (display: patched)
 
 
 @pytest.fixture
@@ -20,13 +20,17 @@ def scripted(monkeypatch):
     monkeypatch.setattr(pipeline.RunStats, "shown", record)
 
     def install(script):
+        import pygame
+
         real_events = display.WindowView.events
         calls = {"n": 0}
 
         def events(self):
-            real_events(self)  # pump SDL's queue as the real loop does
             calls["n"] += 1
-            return script(shown, calls["n"])
+            for name in script(shown, calls["n"]):
+                key = pygame.key.key_code(name)
+                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
+            return real_events(self)  # the keys go through SDL's queue and the key map
 
         monkeypatch.setattr(display.WindowView, "events", events)
 
@@ -44,9 +48,9 @@ def test_seek_forward_jumps_five_seconds_and_q_quits(scripted):
     def script(shown, n):
         if len(shown) == 3 and not state["seeked"]:
             state["seeked"] = True
-            return [display.SEEK_FORWARD]
+            return ["right"]
         if shown and shown[-1] >= 155:
-            return [display.QUIT]
+            return ["q"]
         return []
 
     install(script)
@@ -65,15 +69,15 @@ def test_pause_stops_the_clock_and_step_advances_one_frame(scripted):
     def script(shown, n):
         if state["phase"] == "play" and len(shown) == 2:
             state["phase"], state["paused_at"] = "paused", n
-            return [display.PAUSE]
+            return ["space"]
         if state["phase"] == "paused" and n - state["paused_at"] == 60:
             state["phase"], state["before_step"] = "stepped", len(shown)
-            return [display.STEP]
+            return ["."]
         if state["phase"] == "stepped" and n - state["paused_at"] == 120:
             state["phase"], state["after_step"] = "resumed", len(shown)
-            return [display.PAUSE]
+            return ["space"]
         if state["phase"] == "resumed" and len(shown) >= 12:
-            return [display.QUIT]
+            return ["q"]
         return []
 
     install(script)
@@ -91,14 +95,36 @@ def test_stats_overlay_and_fullscreen_keys_do_not_disturb_playback(scripted):
 
     def script(shown, n):
         if n == 5:
-            return [display.STATS]
+            return ["i"]
         if n == 9:
-            return [display.FULLSCREEN]
+            return ["f"]
         if len(shown) >= 20:
-            return [display.QUIT]
+            return ["q"]
         return []
 
     install(script)
     stats = run(speed=4)
     assert shown == list(range(len(shown))) and len(shown) >= 20
     assert stats["display"] == "window"
+
+
+def test_seek_back_after_the_reader_reached_the_end(scripted):
+    """The reader finishes about 2 s (the buffer) before the display: a seek back
+    near the end must still play on."""
+    shown, install = scripted
+    state = {"seeked": False}
+
+    def script(shown, n):
+        if shown and shown[-1] >= 290 and not state["seeked"]:
+            state["seeked"] = True
+            return ["left"]
+        return []
+
+    install(script)
+    stats = run(speed=6)
+    cut = next(i for i in range(1, len(shown)) if shown[i] < shown[i - 1])
+    assert 130 <= shown[cut] <= 150  # 5 s (150 frames) back from where we were
+    assert shown[-1] == 299  # and on to the end again
+    assert stats["frames_read"] == (
+        stats["frames_shown"] + stats["dropped_late"] + stats["discarded_seek"]
+    )

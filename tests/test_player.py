@@ -404,3 +404,25 @@ def test_start_seconds_begins_there(tmp_path):
     assert [x["frame"] for x in lines] == list(range(150, 160))
     assert [x["result"]["pixels"] for x in lines] == list(range(150, 160))
     assert lines[0]["result"]["pts"] == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    "args", [["--buffer", "2", "--batch", "4"], ["--buffer", "2", "--analyze", "motion"]]
+)
+def test_a_small_buffer_never_deadlocks_the_reader(tmp_path, args):
+    p, s = play_ok(tmp_path, "--headless", "--untimed", "--frames", "30", *args)
+    assert s["frames_shown"] == 30
+
+
+def test_an_analyzer_that_keeps_dying_ends_the_run_instead_of_restarting_forever():
+    p = play("--headless", "--untimed", "--analyze", "player_funcs:crash", timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "frame-engine: analysis 'player_funcs:crash': the analyzer died 3 times in a row "
+        "without finishing a frame (exit code 3)"
+    )
+
+
+def test_frames_refuses_options_it_cannot_honour():
+    with pytest.raises(TypeError, match="results"):
+        next(engine.frames("demo", results="x.jsonl"))

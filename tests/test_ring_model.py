@@ -86,6 +86,7 @@ class RingMachine(RuleBasedStateMachine):
         lookback = min(lookback, slots - 1)
         self.ring = Ring.create(slots=slots, slot_bytes=16, stages=tuple(stages), lookback=lookback)
         self.model = Model(slots, ["producer", *stages], lookback)
+        self.producer_ever = False
 
     def teardown(self):
         if hasattr(self, "ring"):
@@ -109,6 +110,7 @@ class RingMachine(RuleBasedStateMachine):
                 self.ring.claim(n, timeout=0)
         else:
             seq = self.ring.claim(n, timeout=0)
+            self.producer_ever = True
             assert seq == m.head
             v = self.ring.views(seq, n, shape=(2,), dtype=np.uint64)
             v[:, 0] = np.arange(seq, seq + n)
@@ -126,10 +128,19 @@ class RingMachine(RuleBasedStateMachine):
             with pytest.raises(ValueError):
                 self.ring.publish(m.pub, n)
 
+    @rule()
+    def abandon(self):
+        m = self.model
+        if m.head == m.pub and not self.producer_ever:
+            return  # this handle has not become the producer yet
+        self.ring.abandon()
+        m.head = m.pub  # claimed, unpublished items are given back
+
     @precondition(lambda self: self.model.end is None)
     @rule()
     def end(self):
         self.ring.end()
+        self.producer_ever = True
         m = self.model
         m.end = m.pub
         m.head = m.pub  # claimed, unpublished items are abandoned
@@ -196,6 +207,7 @@ class RingMachine(RuleBasedStateMachine):
         new = Ring.open(self.ring.name)
         self.ring.close()
         self.ring = new
+        self.producer_ever = False
         for k in range(1, m.nstages + 1):
             for s in m.held(k):
                 m.finish(k, s)
