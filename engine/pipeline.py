@@ -488,6 +488,7 @@ class Player:
             self._loop()
         finally:
             run.stats.reanchors = self.clock.reanchors
+            self.view.progress(run.ring.stats(DISPLAY_STAGE)["items"], run.stats.postfix(run))
             self.view.close()
             self.close_outputs()
 
@@ -555,7 +556,9 @@ class Player:
             if now >= next_supervise:
                 run.supervise()
                 next_supervise = now + SUPERVISE_S
-                self.view.progress(run.stats.frames_shown, run.stats.postfix(run))
+                # the bar follows the ring's counter: frames through the display stage
+                done = run.ring.stats(DISPLAY_STAGE)["items"]
+                self.view.progress(done, run.stats.postfix(run))
             # Pull what is ready.  With nothing to show, wait on the ring itself, not
             # in a sleep, so a frame is taken the moment it is ready; briefly, so
             # keys stay responsive and the clock is never missed.
