@@ -488,7 +488,9 @@ class Player:
             self._loop()
         finally:
             run.stats.reanchors = self.clock.reanchors
-            self.view.progress(run.ring.stats(DISPLAY_STAGE)["items"], run.stats.postfix(run))
+            # the last frame is still held on screen: count what was shown or dropped
+            done = run.stats.frames_shown + run.stats.dropped_late
+            self.view.progress(done, run.stats.postfix(run))
             self.view.close()
             self.close_outputs()
 
