@@ -8,7 +8,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -667,13 +666,13 @@ def play(source: str | int | None = "demo", **options) -> dict:
             player.play()
         finally:
             run.stats.finished(run)
-        return run.stats.as_dict(run)
+        return run.stats.as_dict()
     finally:
         run.stop()
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
         if run.opts.stats_json:
-            run.stats.write_json(run.opts.stats_json, run)
+            run.stats.write_json(run.opts.stats_json)
 
 
 def frames(source: str | int | None = "demo", **options) -> Iterator[tuple[np.ndarray, object]]:
@@ -695,7 +694,3 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[tuple[np.nd
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
-
-
-def fail(message: str) -> None:
-    print(f"frame-engine: {message}", file=sys.stderr)

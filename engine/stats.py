@@ -173,10 +173,10 @@ class RunStats:
             "reanchors": self.reanchors,
         }
 
-    def as_dict(self, run) -> dict:
+    def as_dict(self) -> dict:
         return dict(self.final or {})
 
-    def write_json(self, path: str, run) -> None:
+    def write_json(self, path: str) -> None:
         if self.final is None:
             return
         with open(path, "w") as f:
