@@ -162,6 +162,11 @@ class Run:
         self.slots = ring_slots(
             buffer + 1, self.analysis.lookback, self.layout.slot_bytes, opts.max_memory
         )
+        if opts.start and self.info.live:
+            raise RunError(
+                f"--start {opts.start}: {self.info.spec} is live, it cannot start later",
+                exit_code=2,
+            )
         self.start_frame = round(opts.start * self.info.fps)
         declared = self.info.declared_frames
         if declared and self.start_frame >= declared:
