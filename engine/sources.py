@@ -465,6 +465,8 @@ class _CaptureSource(Source):
         self.info = info
         self.frames_read = 0
         self._name = _name(info.kind, info.spec)
+        if info.kind == "file":
+            _check_file(info.spec)  # it may have changed since the probe: say how
         cap = _open_capture(info.kind, info.spec)
         if cap is None:
             raise SourceError(f"{self._name}: cannot open")

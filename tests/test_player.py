@@ -366,10 +366,6 @@ def test_breaking_out_of_frames_stops_the_run():
     assert [n for n in os.listdir("/dev/shm") if n.startswith(f"fe-{os.getpid()}-")] == []
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-v"]))
-
-
 def test_a_script_without_a_main_guard_can_call_play(tmp_path):
     """Children do not re-import the caller's __main__ (multiprocessing spawn would)."""
     script = tmp_path / "noguard.py"
@@ -426,3 +422,23 @@ def test_an_analyzer_that_keeps_dying_ends_the_run_instead_of_restarting_forever
 def test_frames_refuses_options_it_cannot_honour():
     with pytest.raises(TypeError, match="results"):
         next(engine.frames("demo", results="x.jsonl"))
+
+
+def test_a_reader_that_cannot_open_the_probed_file_says_why(clip, tmp_path):
+    """The file is probed, then vanishes before the reader opens it."""
+    from engine.pipeline import Player, PlayOptions, Run, RunError
+
+    path = str(tmp_path / "vanishing.avi")
+    with open(clip, "rb") as src, open(path, "wb") as dst:
+        dst.write(src.read())
+    run = Run(PlayOptions(source=path, headless=True, quiet=True, untimed=True))
+    os.unlink(path)
+    try:
+        run.start()
+        with pytest.raises(RunError) as err:
+            Player(run).play()
+    finally:
+        run.stop()
+    assert str(err.value) == (
+        f"{path}: the reader process died (exit code 1): {path}: no such file"
+    )

@@ -232,7 +232,7 @@ def test_a_file_that_vanished_after_probing(tmp_path):
     write_demo_clip(path, frames=3, size=(320, 180))
     info = probe(str(path))
     path.unlink()
-    with pytest.raises(SourceError, match=f"^{path}: cannot open$"):
+    with pytest.raises(SourceError, match=f"^{path}: no such file$"):
         open_source(info)
 
 
