@@ -128,3 +128,33 @@ def test_seek_back_after_the_reader_reached_the_end(scripted):
     assert stats["frames_read"] == (
         stats["frames_shown"] + stats["dropped_late"] + stats["discarded_seek"]
     )
+
+
+def test_the_window_shows_the_frame_itself_in_the_right_colours(scripted, monkeypatch):
+    """What reaches the screen is the slot's frame, BGR read as BGR: the barcode on
+    screen decodes to the frame shown, and a pixel keeps its colour."""
+    import numpy as np
+    import pygame
+
+    from engine.sources import DemoSource, read_frame_number
+
+    shown, install = scripted
+    grabbed = {}
+
+    def script(shown, n):
+        if len(shown) == 20 and "screen" not in grabbed:
+            screen = pygame.display.get_surface()
+            rgb = pygame.surfarray.array3d(screen).transpose(1, 0, 2)
+            grabbed["screen"], grabbed["index"] = rgb[:, :, ::-1].copy(), shown[-1]
+            return ["q"]
+        return []
+
+    install(script)
+    run(speed=4)
+    bgr, index = grabbed["screen"], grabbed["index"]
+    assert read_frame_number(bgr) == index
+    expected = np.empty_like(bgr)
+    demo = DemoSource()
+    demo.seek(index)
+    assert demo.read_into(expected)
+    assert np.abs(bgr.astype(int) - expected.astype(int)).mean() < 1.0  # same frame, same colours
