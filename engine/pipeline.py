@@ -185,13 +185,20 @@ class Run:
 
     def start(self) -> None:
         clean_stale()  # segments of runs whose parent was killed
-        self.ring = Ring.create(
-            slots=self.slots,
-            slot_bytes=self.layout.slot_bytes,
-            stages=("pool", "ordered"),
-            lookback=self.analysis.lookback,
-            user_bytes=ctl.USER_BYTES,
-        )
+        try:
+            self.ring = Ring.create(
+                slots=self.slots,
+                slot_bytes=self.layout.slot_bytes,
+                stages=("pool", "ordered"),
+                lookback=self.analysis.lookback,
+                user_bytes=ctl.USER_BYTES,
+            )
+        except OSError as e:  # /dev/shm full or too small (containers often give 64 MiB)
+            size = self.slots * self.layout.slot_bytes / 2**20
+            raise RunError(
+                f"cannot make a {size:.0f} MiB frame buffer in /dev/shm ({os.strerror(e.errno)}): "
+                "lower --buffer or --max-memory, or give /dev/shm more room"
+            ) from None
         self.shared = ctl.shared_fields(self.ring)
         self.cfg = ctl.RunConfig(
             ring_name=self.ring.name,

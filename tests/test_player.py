@@ -442,3 +442,31 @@ def test_a_reader_that_cannot_open_the_probed_file_says_why(clip, tmp_path):
     assert str(err.value) == (
         f"{path}: the reader process died (exit code 1): {path}: no such file"
     )
+
+
+def test_a_full_dev_shm_is_one_clear_line():
+    """/dev/shm too small for the buffer (as in many containers): a mount namespace
+    with a 20 MiB /dev/shm, where creating the ring runs out of room."""
+    probe_ns = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe_ns.returncode != 0:
+        pytest.skip("needs a mount namespace (root): " + probe_ns.stderr.decode().strip())
+    exe = tool("frame-engine")
+    p = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f"mount -t tmpfs -o size=20m tmpfs /dev/shm && {exe} play --headless --untimed "
+            "--frames 10; echo rc=$?; ls /dev/shm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(),
+    )
+    assert p.stderr.strip() == (
+        "frame-engine: cannot make a 170 MiB frame buffer in /dev/shm (No space left on "
+        "device): lower --buffer or --max-memory, or give /dev/shm more room"
+    )
+    assert p.stdout.split() == ["rc=1"]  # and nothing left in that /dev/shm
