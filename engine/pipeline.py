@@ -174,7 +174,7 @@ class Run:
             raise RunError(f"--start {opts.start}: the source has {length:.1f} s", exit_code=2)
         self.stats = RunStats(self.info, self.analysis.name, opts.quiet)
         self.ring: Ring | None = None
-        self.procs: dict[str, object] = {}
+        self.procs: dict[str, Child] = {}
         self.epoch = 0
         self.eof = False
         # Where a window will open, the user can seek back after the source ended.
