@@ -1,14 +1,18 @@
 """frame-engine's player against the loop users write today, in one run.
 
-1. Decoding only: `frame-engine play --analyze none --untimed --headless` against a
-   plain loop that only decodes the same source into one buffer.
-2. Dense optical flow (`flow`) on a generated 768x576 clip: the naive single-process
-   loop (read, analyze, draw) against the pipeline with 1 and 2 analyzer workers.
+On a generated 768x576 clip, for the analyses none, edges and flow:
+- the naive single-process loop (read, analyze, draw) against frame-engine with 1
+  and 2 analyzer workers, untimed: frames per second;
+- frame-engine with 2 workers on the display's clock (real time, headless): frames
+  dropped, stalls, and the timing error of the display (when each frame was shown
+  against when it was due: p50 and p99).
+And the player's decode-only cost: `--analyze none --untimed` against a loop that
+only decodes the same source, for the demo and for the clip.
 
-Rates are frames per second in steady state: from the first frame to the last at the
-display (the pipeline) or in the loop (the baselines), so process start-up, which is
-paid once per run, does not count.  Each case runs --repeat times; the table shows
-the median and the spread, the JSON rows (suite, method, case, value, unit) the medians.
+Rates are steady state: from the first frame to the last at the display (the
+pipeline) or in the loop (the baselines), so process start-up does not count.
+Each case runs --repeat times; the table shows the median and the spread, the JSON
+rows (suite, method, case, value, unit) the medians.
 
     python bench/pipeline.py [--quick] [--repeat N] [--json PATH]
 """
@@ -22,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -31,6 +36,8 @@ from engine.analysis import Context, resolve
 from engine.sources import open_source, probe, write_demo_clip
 
 SUITE = "pipeline"
+ANALYSES = ("none", "edges", "flow")
+CLIP_FRAMES = 300
 
 
 def steady_fps(times: list[float]) -> float:
@@ -59,7 +66,7 @@ def naive_loop(path: str, analyze: str, limit: int | None) -> float:
         ok, frame = cap.read()
         if not ok:
             break
-        out = frame.copy()
+        out = frame if analysis.in_place else frame.copy()
         analysis.fn(frame, out, Context(len(times), 0.0, prev, 0))
         prev = frame
         times.append(time.perf_counter())
@@ -67,7 +74,7 @@ def naive_loop(path: str, analyze: str, limit: int | None) -> float:
     return steady_fps(times)
 
 
-def pipeline(spec: str, analyze: str, workers: int, limit: int | None) -> float:
+def untimed(spec: str, analyze: str, workers: int, limit: int | None) -> float:
     stats = engine.play(
         spec,
         analyze=analyze,
@@ -80,76 +87,104 @@ def pipeline(spec: str, analyze: str, workers: int, limit: int | None) -> float:
     return stats["fps"]["display_steady"]
 
 
-def run_cases(quick: bool, clip: str) -> list[tuple[str, str, float, str]]:
-    limit = 150 if quick else None
-    rows = []
-    case = "demo 1280x720, decode only"
-    base = plain_decode("demo", limit)
-    fe = pipeline("demo", "none", 1, limit)
-    rows += [
-        (case, "plain decode loop", base, "fps"),
-        (case, "frame-engine, none, untimed", fe, "fps"),
-        (case, "frame-engine / plain loop", fe / base, "x"),
-    ]
-    case = "768x576 clip, decode only"
-    base = plain_decode(clip, limit)
-    fe = pipeline(clip, "none", 1, limit)
-    rows += [
-        (case, "plain decode loop", base, "fps"),
-        (case, "frame-engine, none, untimed", fe, "fps"),
-        (case, "frame-engine / plain loop", fe / base, "x"),
-    ]
-    case = "768x576 clip, flow"
-    base = naive_loop(clip, "flow", limit)
-    rows.append((case, "naive loop (read, analyze, draw)", base, "fps"))
-    for w in (1, 2):
-        fe = pipeline(clip, "flow", w, limit)
-        rows += [
-            (case, f"frame-engine, {w} worker(s)", fe, "fps"),
-            (case, f"frame-engine {w} worker(s) / naive", fe / base, "x"),
-        ]
-    return rows
+def timed(spec: str, analyze: str, workers: int, limit: int | None) -> dict:
+    return engine.play(
+        spec, analyze=analyze, workers=workers, headless=True, quiet=True, frames=limit
+    )
 
 
-TARGETS = {
-    ("demo 1280x720, decode only", "frame-engine / plain loop"): 0.8,
-    ("768x576 clip, flow", "frame-engine 2 worker(s) / naive"): 1.7,
+Row = tuple[str, str, float, str]  # case, method, value, unit
+
+
+def decode_only(clip: str, limit: int | None) -> Iterator[Row]:
+    for spec, case in (("demo", "demo 1280x720, decode only"), (clip, "768x576 clip, decode only")):
+        base, fe = plain_decode(spec, limit), untimed(spec, "none", 1, limit)
+        yield case, "plain decode loop", base, "fps"
+        yield case, "frame-engine, none, untimed", fe, "fps"
+        yield case, "frame-engine / plain loop", fe / base, "x"
+
+
+def analyses(clip: str, limit: int | None, timed_frames: int) -> Iterator[Row]:
+    for name in ANALYSES:
+        case = f"768x576 clip, {name}"
+        base = naive_loop(clip, name, limit)
+        yield case, "naive loop (read, analyze, draw)", base, "fps"
+        for w in (1, 2):
+            fe = untimed(clip, name, w, limit)
+            yield case, f"frame-engine, {w} worker(s)", fe, "fps"
+            yield case, f"frame-engine {w} worker(s) / naive", fe / base, "x"
+        s = timed(clip, name, 2, timed_frames)
+        yield case, "real time, 2 workers: dropped late", s["dropped_late"], "frames"
+        yield case, "real time, 2 workers: stalls", s["stalls"], "stalls"
+        yield case, "real time, 2 workers: timing error p50", s["timing_error_ms"]["p50"], "ms"
+        yield case, "real time, 2 workers: timing error p99", s["timing_error_ms"]["p99"], "ms"
+
+
+TARGETS = {  # (case, method): (target, higher is better)
+    ("demo 1280x720, decode only", "frame-engine / plain loop"): (0.8, True),
+    ("768x576 clip, flow", "frame-engine 2 worker(s) / naive"): (1.7, True),
+    ("768x576 clip, none", "real time, 2 workers: timing error p99"): (2.0, False),
+    ("768x576 clip, edges", "real time, 2 workers: timing error p99"): (2.0, False),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="150 frames a case")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args(argv)
+def verdict(key: tuple[str, str], value: float) -> str:
+    if key not in TARGETS:
+        return ""
+    target, higher = TARGETS[key]
+    ok = value >= target if higher else value <= target
+    return f"{'>=' if higher else '<='} {target} {'ok' if ok else 'MISSED'}"
+
+
+def run(quick: bool, repeat: int) -> list[dict]:
+    """All cases, `repeat` times; the median rows."""
+    limit = 150 if quick else None
+    timed_frames = 60 if quick else 150
+    runs: dict[tuple[str, str], list[float]] = {}
+    units: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = os.path.join(tmp, "clip768.avi")
-        write_demo_clip(clip, frames=300, size=(768, 576), fps=30.0, fourcc="MJPG")
-        runs: dict[tuple[str, str], list[float]] = {}
-        units = {}
-        for i in range(args.repeat):
-            for case, method, value, unit in run_cases(args.quick, clip):
+        write_demo_clip(clip, frames=CLIP_FRAMES, size=(768, 576), fps=30.0, fourcc="MJPG")
+        for i in range(repeat):
+            for case, method, value, unit in (
+                *decode_only(clip, limit),
+                *analyses(clip, limit, timed_frames),
+            ):
                 runs.setdefault((case, method), []).append(value)
                 units[(case, method)] = unit
-            print(f"run {i + 1}/{args.repeat} done", file=sys.stderr)
-    print(f"{'case':<28} {'method':<36} {'median':>9} {'min..max':>17}  target")
+            print(f"pipeline: run {i + 1}/{repeat} done", file=sys.stderr)
     rows = []
     for (case, method), values in runs.items():
-        med = statistics.median(values)
-        target = TARGETS.get((case, method))
-        verdict = "" if target is None else f">= {target} {'ok' if med >= target else 'MISSED'}"
-        spread = f"{min(values):.2f}..{max(values):.2f}"
-        print(f"{case:<28} {method:<36} {med:>9.2f} {spread:>17}  {verdict}")
         rows.append(
             {
                 "suite": SUITE,
                 "method": method,
                 "case": case,
-                "value": med,
+                "value": statistics.median(values),
+                "min": min(values),
+                "max": max(values),
                 "unit": units[(case, method)],
+                "target": verdict((case, method), statistics.median(values)),
             }
         )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'case':<28} {'method':<40} {'median':>9} {'min..max':>17}  target")
+    for r in rows:
+        spread = f"{r['min']:.2f}..{r['max']:.2f}"
+        print(f"{r['case']:<28} {r['method']:<40} {r['value']:>9.2f} {spread:>17}  {r['target']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="150 frames a case, 1 run")
+    parser.add_argument("--repeat", type=int, help="runs of each case (default 3, quick 1)")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+    rows = run(args.quick, args.repeat or (1 if args.quick else 3))
+    print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
