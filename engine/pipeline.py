@@ -42,6 +42,7 @@ PREROLL = 4  # frames buffered before the clock starts
 SUPERVISE_S = 0.05  # how often the children are checked
 DRY_WARNING_S = 1.0  # at most one "buffer ran dry" warning per second
 SEEK_S = 5.0
+SPIN_S = 0.0004  # the last stretch before a frame is due is waited awake (timing error)
 IDLE_WAIT_S = 0.004  # the longest the display waits for a frame between looks at keys
 STARVED_LEAD_S = 0.05  # after a stall, the clock restarts this far ahead of now
 JOIN_S = 1.5  # children get this long to stop before they are killed
@@ -663,7 +664,14 @@ class Player:
             time.sleep(0.002)
             return
         nxt = self.clock.due_time(self.clock.due_index(now) + 1)
-        time.sleep(min(max(nxt - now, 0.0), 0.004))
+        left = nxt - now
+        if left > SPIN_S:
+            # Sleep to just before the frame is due; the OS wakes us late by up to
+            # a few hundred microseconds, so the last stretch is spent awake.
+            time.sleep(min(left - SPIN_S, 0.004))
+        else:
+            while time.monotonic() < nxt:
+                pass
 
 
 def play(source: str | int | None = "demo", **options) -> dict:
