@@ -1,20 +1,42 @@
 /*
  * ring_bench: throughput and latency of the frame-engine ring between
- * processes.  Not a test: it prints one line of JSON per case.
+ * processes, side by side with two references measured in the same run.
+ * Not a test: it prints one line of JSON per result,
  *
- *   items8     1 producer process -> 1 ordered consumer process, 8-byte
- *              items, claim/take batches of 1, 8 and 64
- *   frame1080p the same with 1080p BGR frames (6,220,800 bytes): the
- *              producer memcpy()s each frame in, the consumer memcpy()s it out
- *   pingpong   round trip of one 8-byte item over two rings (one each way),
- *              p50 / p99 / max, with the default spin and with spin 0
+ *   {"case": ..., "method": ..., "batch": ..., "value": ..., "unit": ..., ...}
  *
- *   ring_bench [--quick] [--items N] [--frames N] [--pings N]
+ * Cases:
+ *   items8       8-byte items, 1 producer process -> consumer processes,
+ *                batches of 1, 8 and 64 (the producer claims/writes that many
+ *                at a time, a consumer takes/reads up to that many)
+ *   frame1080p   1080p BGR frames (6,220,800 bytes): the producer memcpy()s
+ *                each frame into a slot, the consumer memcpy()s it out
+ *   rtt_p50, rtt_p99, rtt_p99.9
+ *                round trip of one 8-byte item over two channels (one each way)
+ *   ratio        ring / spsc items per second at batch 64 (target >= 0.9)
  *
- * Each case forks its worker processes, which open the ring by name; the
- * parent unlinks it once they have, so nothing stays in /dev/shm.  The
- * consumers check the payloads: a case that saw a wrong item says "ok": false
- * and the exit status is 1.
+ * Methods (the channel an item goes through):
+ *   ring_ordered the ring, one ORDERED consumer stage
+ *   ring_pool    the ring, one POOL stage with two consumer processes
+ *   ring_spin / ring_sleep
+ *                (latency) the ring with the default spin-then-sleep wait, and
+ *                with fe_set_spin_ns(r, 0): always sleep
+ *   pipe         write(fd, buf, 8 * batch) / read() through a pipe
+ *   spsc         a minimal busy-spin single-producer single-consumer ring
+ *                (below): the practical limit of this machine
+ *
+ *   ring_bench [--quick] [--ms N] [--pings N] [--runs N]
+ *
+ * A throughput case runs for a time (--ms, default 400; --quick: 80) after a
+ * warm-up of a fifth of it, --runs times (default 3; --quick: 1), and reports
+ * the median; a latency case makes --pings round trips (default 100000;
+ * --quick: 10000) after a warm-up.
+ *
+ * Every worker is a forked process; rings are opened by name in the workers
+ * and unlinked by the parent once everyone has mapped them, so nothing stays
+ * in /dev/shm.  Consumers check the payloads (order where there is one,
+ * exactly-once by count and sum): a case that saw a wrong item says
+ * "ok": false and the exit status is 1.  Nothing is pinned to a CPU.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +44,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +55,24 @@
 
 #include "ring.h"
 
-#define FRAME_BYTES 6220800u /* 1920 x 1080 x 3 */
+#define FRAME_BYTES 6220800u  /* 1920 x 1080 x 3 */
 #define WAIT_NS 10000000000LL /* no single wait in a healthy run takes 10 s */
+#define WATCHDOG_S 60         /* a process still running after this is killed */
+#define MAX_BATCH 64
+#define RING_SLOTS 1024
+#define SPSC_SLOTS 1024 /* power of two */
+#define CACHE_LINE 64
+#define RECV_EOF 0 /* recv(): the stream ended */
 
-/* ---- helpers ------------------------------------------------------------ */
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* ---- timing and percentiles --------------------------------------------- */
 
 static int64_t now_ns(void)
 {
@@ -44,13 +81,41 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0 < q <= 1) of n sorted samples: the smallest sample with at
+ * least q * n samples at or below it. */
+static uint64_t percentile(const uint64_t *sorted, size_t n, double q)
+{
+    size_t rank = (size_t)(q * (double)n + 0.999999);
+    return sorted[rank == 0 ? 0 : rank > n ? n - 1 : rank - 1];
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof v[0], cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- processes, shared state, cleanup ------------------------------------ */
+
 static void die(const char *what, int rc)
 {
     fprintf(stderr, "ring_bench: %s: %s\n", what, rc ? fe_strerror(rc) : strerror(errno));
     exit(1);
 }
 
-/* Names of rings this process created, unlinked at exit on every path. */
+/* Names of rings this process created and has not unlinked yet. */
 static char g_names[8][FE_NAME_MAX];
 static int g_nnames;
 static pid_t g_main_pid;
@@ -71,42 +136,15 @@ static void on_signal(int sig)
     raise(sig);
 }
 
-static fe_ring *create_ring(uint32_t slots, uint64_t slot_bytes)
-{
-    fe_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.slots = slots;
-    cfg.slot_bytes = slot_bytes;
-    cfg.nstages = 1;
-    cfg.kinds[0] = FE_ORDERED;
-    cfg.lookback = 0;
-    fe_ring *r = NULL;
-    int rc = fe_create(NULL, &cfg, &r);
-    if (rc)
-        die("fe_create", rc);
-    if (g_nnames < 8)
-        snprintf(g_names[g_nnames++], FE_NAME_MAX, "%s", fe_name(r));
-    return r;
-}
-
-static fe_ring *open_ring(const char *name)
-{
-    fe_ring *r = NULL;
-    int rc = fe_open(name, &r);
-    if (rc) {
-        fprintf(stderr, "ring_bench: fe_open %s: %s\n", name, fe_strerror(rc));
-        _exit(1);
-    }
-    return r;
-}
-
-/* Shared between the parent and the workers of one case. */
+/* Shared (MAP_SHARED) by the parent and the workers of one case. */
 struct shared {
-    pthread_barrier_t ready; /* workers have opened their rings */
+    pthread_barrier_t ready; /* every process has attached its channels */
     pthread_barrier_t go;
-    _Atomic int64_t t_start, t_end;
+    _Atomic int64_t t_start, t_end; /* end of the warm-up, last consumer's end of stream */
+    _Atomic uint64_t sent_warm, sent; /* items sent in the warm-up, and in all */
     atomic_int errors;
-    uint64_t rtt[]; /* ping-pong round trips, ns */
+    _Atomic uint64_t count, sum; /* items received, and the sum of their values */
+    uint64_t rtt[];              /* round trips, ns */
 };
 
 static struct shared *shared_new(size_t rtt_count, unsigned parties, size_t *bytes)
@@ -131,19 +169,27 @@ static void shared_free(struct shared *sh, size_t bytes)
     munmap(sh, bytes);
 }
 
-static pid_t spawn(void (*fn)(struct shared *, void *), struct shared *sh, void *arg)
+static void error(struct shared *sh, const char *what, int rc)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork", 0);
-    if (pid == 0) {
-        fn(sh, arg);
-        _exit(atomic_load(&sh->errors) ? 1 : 0);
-    }
-    return pid;
+    fprintf(stderr, "ring_bench: %s: %s\n", what, rc ? fe_strerror(rc) : strerror(errno));
+    atomic_fetch_add(&sh->errors, 1);
 }
 
+/* Both barriers of a worker, with its channels attached in between. */
+static void start_together(struct shared *sh)
+{
+    pthread_barrier_wait(&sh->ready);
+    pthread_barrier_wait(&sh->go);
+}
+
+static void atomic_max(_Atomic int64_t *a, int64_t v)
+{
+    int64_t cur = atomic_load(a);
+    while (cur < v && !atomic_compare_exchange_weak(a, &cur, v))
+        ;
+}
+
+/* Reap a worker: 1 if it exited with status 0. */
 static int reap(pid_t pid)
 {
     int status;
@@ -153,283 +199,580 @@ static int reap(pid_t pid)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-static void fail(struct shared *sh, fe_ring *r, const char *what, int rc)
-{
-    fprintf(stderr, "ring_bench: %s: %s\n", what, fe_strerror(rc));
-    atomic_fetch_add(&sh->errors, 1);
-    fe_abort(r); /* the other side stops waiting */
-}
+/* ---- channels: one interface over the ring, a pipe and the SPSC ring ----- */
 
-/* ---- throughput --------------------------------------------------------- */
+/* The busy-spin reference, in memory mapped MAP_SHARED before fork().  Its
+ * sequences are free-running unsigned 64-bit counters, compared only by
+ * unsigned difference; item s lives in slot[s & (SPSC_SLOTS - 1)]. */
+struct spsc {
+    _Alignas(CACHE_LINE) _Atomic uint64_t p_head; /* producer: items published */
+    _Alignas(CACHE_LINE) _Atomic uint64_t p_end;  /* producer: UINT64_MAX, or the item count */
+    _Alignas(CACHE_LINE) _Atomic uint64_t c_tail; /* consumer: items consumed */
+    _Alignas(CACHE_LINE) uint64_t slot[SPSC_SLOTS];
+};
+_Static_assert(offsetof(struct spsc, p_end) % CACHE_LINE == 0, "p_end on its own line");
+_Static_assert(offsetof(struct spsc, c_tail) % CACHE_LINE == 0, "c_tail on its own line");
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "the cursors must be lock-free");
 
-struct stream {
-    char name[FE_NAME_MAX];
-    uint64_t items;
-    uint32_t batch;
+enum role { SENDER, RECEIVER };
+
+struct chan {
+    const struct method *m;
     uint64_t item_bytes; /* 8, or FRAME_BYTES: memcpy in and out */
+    /* ring */
+    char name[FE_NAME_MAX];
+    fe_config cfg;
+    int64_t spin_ns; /* < 0: the default */
+    fe_ring *creator;
+    fe_ring *r;
+    uint64_t stride;
+    uint8_t *buf; /* a frame to copy in (sender) or out (receiver) */
+    /* pipe */
+    int fd[2];
+    uint8_t pending[8 * MAX_BATCH]; /* bytes read, not yet a whole item */
+    size_t npending;
+    /* spsc: the shared ring, and each side's own cursor and its cache of the other's */
+    struct spsc *q;
+    uint64_t head, tail_cache; /* sender */
+    uint64_t tail, head_cache; /* receiver */
 };
 
-static void stream_producer(struct shared *sh, void *arg)
+struct method {
+    const char *name;
+    bool ordered;                                  /* items arrive in order */
+    void (*setup)(struct chan *ch);                /* parent, before fork() */
+    void (*attach)(struct chan *ch, enum role);    /* each process, after fork() */
+    int (*send)(struct chan *ch, uint64_t first, uint32_t n); /* items first..first+n-1 */
+    /* Up to max items' values into vals: their count, RECV_EOF, or < 0. */
+    int (*recv)(struct chan *ch, uint32_t max, uint64_t *vals);
+    void (*end)(struct chan *ch);                  /* sender: no more items */
+    void (*detach)(struct chan *ch);
+    /* Parent of a stream, once every worker attached: drop its own share (the
+     * ring's name, the pipe's ends), so that the stream can end and nothing stays. */
+    void (*unshare)(struct chan *ch);
+    void (*teardown)(struct chan *ch);             /* parent, after the workers exited */
+};
+
+/* -- the ring -- */
+
+static void ring_setup(struct chan *ch)
 {
-    struct stream *c = arg;
-    fe_ring *r = open_ring(c->name);
-    uint8_t *src = NULL;
-    if (c->item_bytes > 8) {
-        src = malloc(c->item_bytes);
-        for (uint64_t i = 0; i < c->item_bytes; i++)
-            src[i] = (uint8_t)(i * 7);
-    }
-    const uint64_t stride = fe_stride(r);
-    pthread_barrier_wait(&sh->ready);
-    pthread_barrier_wait(&sh->go);
-    atomic_store(&sh->t_start, now_ns());
-    for (uint64_t next = 0; next < c->items;) {
-        uint32_t n = c->batch;
-        if (n > c->items - next)
-            n = (uint32_t)(c->items - next);
-        uint64_t seq;
-        int rc = fe_claim(r, n, WAIT_NS, &seq);
-        if (rc) {
-            fail(sh, r, "fe_claim", rc);
-            break;
-        }
-        uint8_t *base = fe_slot(r, seq);
-        for (uint32_t i = 0; i < n; i++) {
-            uint8_t *p = base + i * stride;
-            if (src)
-                memcpy(p, src, c->item_bytes);
-            uint64_t s = seq + i;
-            memcpy(p, &s, 8);
-        }
-        rc = fe_publish(r, seq, n);
-        if (rc) {
-            fail(sh, r, "fe_publish", rc);
-            break;
-        }
-        next += n;
-    }
-    fe_end(r);
-    free(src);
-    fe_close(r);
+    int rc = fe_create(NULL, &ch->cfg, &ch->creator);
+    if (rc)
+        die("fe_create", rc);
+    snprintf(ch->name, sizeof ch->name, "%s", fe_name(ch->creator));
+    if (g_nnames < 8)
+        snprintf(g_names[g_nnames++], FE_NAME_MAX, "%s", ch->name);
 }
 
-static void stream_consumer(struct shared *sh, void *arg)
+static void ring_attach(struct chan *ch, enum role role)
 {
-    struct stream *c = arg;
-    fe_ring *r = open_ring(c->name);
-    uint8_t *dst = c->item_bytes > 8 ? malloc(c->item_bytes) : NULL;
-    const uint64_t stride = fe_stride(r);
-    uint64_t expect = 0;
-    pthread_barrier_wait(&sh->ready);
-    pthread_barrier_wait(&sh->go);
+    int rc = fe_open(ch->name, &ch->r);
+    if (rc)
+        die("fe_open", rc);
+    if (ch->spin_ns >= 0)
+        fe_set_spin_ns(ch->r, ch->spin_ns);
+    ch->stride = fe_stride(ch->r);
+    if (ch->item_bytes > 8) {
+        ch->buf = malloc(ch->item_bytes);
+        if (!ch->buf)
+            die("malloc", 0);
+        for (uint64_t i = 0; i < ch->item_bytes; i++)
+            ch->buf[i] = (uint8_t)(i * 7);
+    }
+}
+
+static int ring_send(struct chan *ch, uint64_t first, uint32_t n)
+{
+    uint64_t seq;
+    int rc = fe_claim(ch->r, n, WAIT_NS, &seq);
+    if (rc)
+        return rc;
+    uint8_t *base = fe_slot(ch->r, seq);
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *p = base + i * ch->stride;
+        uint64_t v = first + i;
+        if (ch->buf)
+            memcpy(p, ch->buf, ch->item_bytes);
+        memcpy(p, &v, 8);
+    }
+    return fe_publish(ch->r, seq, n);
+}
+
+static int ring_recv(struct chan *ch, uint32_t max, uint64_t *vals)
+{
+    uint64_t seq;
+    uint32_t n;
+    int rc = fe_take(ch->r, 1, max, WAIT_NS, &seq, &n);
+    if (rc == FE_EOF)
+        return RECV_EOF;
+    if (rc)
+        return rc;
+    const uint8_t *base = fe_slot(ch->r, seq);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *p = base + i * ch->stride;
+        if (ch->buf) {
+            memcpy(ch->buf, p, ch->item_bytes);
+            p = ch->buf;
+        }
+        memcpy(&vals[i], p, 8);
+        if (vals[i] != seq + i) /* every item was sent with its sequence */
+            return -EPROTO;
+    }
+    rc = fe_done(ch->r, 1, seq, n);
+    return rc ? rc : (int)n;
+}
+
+static void ring_end(struct chan *ch) { fe_end(ch->r); }
+
+static void ring_detach(struct chan *ch)
+{
+    fe_close(ch->r);
+    free(ch->buf);
+}
+
+static void ring_unshare(struct chan *ch) { unlink_all(); }
+
+static void ring_teardown(struct chan *ch) { fe_close(ch->creator); }
+
+/* -- the pipe -- */
+
+static void pipe_setup(struct chan *ch)
+{
+    if (pipe(ch->fd) != 0)
+        die("pipe", 0);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void pipe_attach(struct chan *ch, enum role role)
+{
+    close_fd(&ch->fd[role == SENDER ? 0 : 1]);
+}
+
+static int pipe_send(struct chan *ch, uint64_t first, uint32_t n)
+{
+    uint64_t buf[MAX_BATCH];
+    for (uint32_t i = 0; i < n; i++)
+        buf[i] = first + i;
+    const uint8_t *p = (const uint8_t *)buf;
+    for (size_t left = 8 * (size_t)n; left > 0;) {
+        ssize_t w = write(ch->fd[1], p, left);
+        if (w < 0 && errno != EINTR)
+            return -errno;
+        if (w > 0) {
+            p += w;
+            left -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static int pipe_recv(struct chan *ch, uint32_t max, uint64_t *vals)
+{
     for (;;) {
-        uint64_t seq;
-        uint32_t n;
-        int rc = fe_take(r, 1, c->batch, WAIT_NS, &seq, &n);
-        if (rc == FE_EOF)
+        ssize_t got = read(ch->fd[0], ch->pending + ch->npending, 8 * (size_t)max - ch->npending);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            return ch->npending ? -EPROTO : RECV_EOF; /* a torn item at the end */
+        ch->npending += (size_t)got;
+        size_t n = ch->npending / 8;
+        if (n == 0)
+            continue;
+        memcpy(vals, ch->pending, n * 8);
+        ch->npending -= n * 8;
+        memmove(ch->pending, ch->pending + n * 8, ch->npending);
+        return (int)n;
+    }
+}
+
+static void pipe_end(struct chan *ch) { close_fd(&ch->fd[1]); }
+
+static void pipe_detach(struct chan *ch)
+{
+    close_fd(&ch->fd[0]);
+    close_fd(&ch->fd[1]);
+}
+
+static void nothing(struct chan *ch) {}
+
+/* -- the busy-spin SPSC reference (rigtorp SPSCQueue style, batched) -- */
+
+static void spsc_setup(struct chan *ch)
+{
+    ch->q = mmap(NULL, sizeof *ch->q, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ch->q == MAP_FAILED)
+        die("mmap", 0);
+    atomic_init(&ch->q->p_head, 0);
+    atomic_init(&ch->q->c_tail, 0);
+    atomic_init(&ch->q->p_end, UINT64_MAX);
+}
+
+static void spsc_attach(struct chan *ch, enum role role)
+{
+    ch->head = ch->tail_cache = ch->tail = ch->head_cache = 0;
+}
+
+static int spsc_send(struct chan *ch, uint64_t first, uint32_t n)
+{
+    struct spsc *q = ch->q;
+    while (ch->head + n - ch->tail_cache > SPSC_SLOTS) {
+        /* acquire: pairs with the release of c_tail in spsc_recv(); the
+         * consumer has read the slots before it */
+        ch->tail_cache = atomic_load_explicit(&q->c_tail, memory_order_acquire);
+        if (ch->head + n - ch->tail_cache > SPSC_SLOTS)
+            cpu_relax();
+    }
+    for (uint32_t i = 0; i < n; i++)
+        q->slot[(ch->head + i) & (SPSC_SLOTS - 1)] = first + i;
+    ch->head += n;
+    /* release: pairs with the acquire in spsc_recv(); the n slots are readable */
+    atomic_store_explicit(&q->p_head, ch->head, memory_order_release);
+    return 0;
+}
+
+static int spsc_recv(struct chan *ch, uint32_t max, uint64_t *vals)
+{
+    struct spsc *q = ch->q;
+    while (ch->head_cache == ch->tail) {
+        /* acquire: pairs with the release of p_head in spsc_send() */
+        ch->head_cache = atomic_load_explicit(&q->p_head, memory_order_acquire);
+        if (ch->head_cache != ch->tail)
             break;
-        if (rc) {
-            fail(sh, r, "fe_take", rc);
+        /* acquire: pairs with the release in spsc_end(), which follows the last
+         * publish: if the end is set, p_head is final */
+        if (atomic_load_explicit(&q->p_end, memory_order_acquire) != UINT64_MAX) {
+            ch->head_cache = atomic_load_explicit(&q->p_head, memory_order_acquire);
+            if (ch->head_cache == ch->tail)
+                return RECV_EOF;
             break;
         }
-        const uint8_t *base = fe_slot(r, seq);
-        for (uint32_t i = 0; i < n; i++) {
-            const uint8_t *p = base + i * stride;
-            uint64_t v;
-            if (dst) {
-                memcpy(dst, p, c->item_bytes);
-                memcpy(&v, dst, 8);
-            } else {
-                memcpy(&v, p, 8);
-            }
-            if (v != seq + i || seq + i != expect + i) {
-                fprintf(stderr, "ring_bench: item %" PRIu64 " holds %" PRIu64 "\n", seq + i, v);
+        cpu_relax();
+    }
+    uint64_t avail = ch->head_cache - ch->tail;
+    uint32_t n = avail < max ? (uint32_t)avail : max;
+    for (uint32_t i = 0; i < n; i++)
+        vals[i] = q->slot[(ch->tail + i) & (SPSC_SLOTS - 1)];
+    ch->tail += n;
+    /* release: pairs with the acquire in spsc_send(); we are done with the slots */
+    atomic_store_explicit(&q->c_tail, ch->tail, memory_order_release);
+    return (int)n;
+}
+
+static void spsc_end(struct chan *ch)
+{
+    /* release: pairs with the acquire in spsc_recv() */
+    atomic_store_explicit(&ch->q->p_end, ch->head, memory_order_release);
+}
+
+static void spsc_teardown(struct chan *ch) { munmap(ch->q, sizeof *ch->q); }
+
+static const struct method M_RING_ORDERED = {"ring_ordered", true, ring_setup, ring_attach,
+                                             ring_send, ring_recv, ring_end, ring_detach,
+                                             ring_unshare, ring_teardown};
+static const struct method M_RING_POOL = {"ring_pool", false, ring_setup, ring_attach,
+                                          ring_send, ring_recv, ring_end, ring_detach,
+                                          ring_unshare, ring_teardown};
+static const struct method M_PIPE = {"pipe", true, pipe_setup, pipe_attach, pipe_send,
+                                     pipe_recv, pipe_end, pipe_detach, pipe_detach, nothing};
+static const struct method M_SPSC = {"spsc", true, spsc_setup, spsc_attach, spsc_send,
+                                     spsc_recv, spsc_end, nothing, nothing, spsc_teardown};
+
+static struct chan chan_new(const struct method *m, uint64_t item_bytes, int64_t spin_ns)
+{
+    struct chan ch;
+    memset(&ch, 0, sizeof ch);
+    ch.m = m;
+    ch.item_bytes = item_bytes;
+    ch.spin_ns = spin_ns;
+    ch.cfg.slots = item_bytes > 8 ? 8 : RING_SLOTS;
+    ch.cfg.slot_bytes = item_bytes;
+    ch.cfg.nstages = 1;
+    ch.cfg.kinds[0] = m == &M_RING_POOL ? FE_POOL : FE_ORDERED;
+    return ch;
+}
+
+/* Sleeps of the ring's sender (stage 0) and receivers (stage 1) so far. */
+static void ring_waits(const struct chan *ch, uint64_t *send_waits, uint64_t *recv_waits)
+{
+    fe_stage_stats st;
+    if (ch->creator && fe_stats(ch->creator, 0, &st) == 0)
+        *send_waits += st.waits;
+    if (ch->creator && fe_stats(ch->creator, 1, &st) == 0)
+        *recv_waits += st.waits;
+}
+
+/* Fork a worker that runs fn, then exits 0 unless a worker reported an error. */
+static pid_t spawn(void (*fn)(struct shared *, struct chan *, void *), struct shared *sh,
+                   struct chan *ch, void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", 0);
+    if (pid == 0) {
+        alarm(WATCHDOG_S); /* a busy-spin peer never times out on its own */
+        fn(sh, ch, arg);
+        _exit(atomic_load(&sh->errors) ? 1 : 0);
+    }
+    return pid;
+}
+
+/* ---- throughput: one sender, `consumers` receivers ------------------------ */
+
+/* A stream runs for a time, not a count: a warm-up (the workers find their
+ * CPUs), then the measured part.  The sender looks at the clock every
+ * `check` sends, so that reading it costs nothing next to the items. */
+struct stream {
+    int64_t warm_ns, run_ns;
+    uint32_t batch;
+    uint32_t check;
+};
+
+static void stream_sender(struct shared *sh, struct chan *ch, void *arg)
+{
+    const struct stream *s = arg;
+    ch->m->attach(ch, SENDER);
+    start_together(sh);
+    const int64_t t0 = now_ns();
+    bool warm = true;
+    uint64_t next = 0;
+    for (uint32_t sends = 1;; sends++) {
+        int rc = ch->m->send(ch, next, s->batch);
+        if (rc) {
+            error(sh, "send", rc);
+            break;
+        }
+        next += s->batch;
+        if (sends % s->check)
+            continue;
+        int64_t t = now_ns() - t0;
+        if (warm && t >= s->warm_ns) {
+            warm = false;
+            atomic_store(&sh->sent_warm, next);
+            atomic_store(&sh->t_start, t0 + t);
+        }
+        if (t >= s->warm_ns + s->run_ns)
+            break;
+    }
+    atomic_store(&sh->sent, next);
+    ch->m->end(ch);
+    ch->m->detach(ch);
+}
+
+static void stream_receiver(struct shared *sh, struct chan *ch, void *arg)
+{
+    const struct stream *s = arg;
+    uint64_t vals[MAX_BATCH], expect = 0, count = 0, sum = 0;
+    ch->m->attach(ch, RECEIVER);
+    start_together(sh);
+    for (;;) {
+        int n = ch->m->recv(ch, s->batch, vals);
+        if (n == RECV_EOF)
+            break;
+        if (n < 0) {
+            error(sh, "recv", n);
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (ch->m->ordered && vals[i] != expect + (uint64_t)i) {
+                fprintf(stderr, "ring_bench: item %" PRIu64 " holds %" PRIu64 "\n",
+                        expect + (uint64_t)i, vals[i]);
                 atomic_fetch_add(&sh->errors, 1);
             }
+            sum += vals[i];
         }
-        expect = seq + n;
-        rc = fe_done(r, 1, seq, n);
-        if (rc) {
-            fail(sh, r, "fe_done", rc);
-            break;
-        }
+        expect += (uint64_t)n;
+        count += (uint64_t)n;
     }
-    atomic_store(&sh->t_end, now_ns());
-    if (expect != c->items) {
-        fprintf(stderr, "ring_bench: consumer saw %" PRIu64 " of %" PRIu64 " items\n", expect,
-                c->items);
-        atomic_fetch_add(&sh->errors, 1);
-    }
-    free(dst);
-    fe_close(r);
+    atomic_max(&sh->t_end, now_ns());
+    atomic_fetch_add(&sh->count, count);
+    atomic_fetch_add(&sh->sum, sum);
+    ch->m->detach(ch);
 }
 
-static int run_stream(const char *label, uint32_t slots, uint64_t item_bytes, uint64_t items,
-                      uint32_t batch)
+/* One run of a stream: items per second after the warm-up (*items of them),
+ * or 0 if it went wrong. */
+static double stream_once(const struct method *m, unsigned consumers, uint64_t item_bytes,
+                          const struct stream *s, uint64_t *items, uint64_t *send_waits,
+                          uint64_t *recv_waits)
 {
-    fe_ring *r = create_ring(slots, item_bytes);
-    struct stream c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "%s", fe_name(r));
-    c.items = items;
-    c.batch = batch;
-    c.item_bytes = item_bytes;
+    struct chan ch = chan_new(m, item_bytes, -1);
     size_t bytes;
-    struct shared *sh = shared_new(0, 3, &bytes);
-    pid_t cons = spawn(stream_consumer, sh, &c);
-    pid_t prod = spawn(stream_producer, sh, &c);
+    struct shared *sh = shared_new(0, consumers + 2, &bytes);
+    m->setup(&ch);
+    pid_t pids[8];
+    for (unsigned i = 0; i < consumers; i++)
+        pids[i] = spawn(stream_receiver, sh, &ch, (void *)s);
+    pids[consumers] = spawn(stream_sender, sh, &ch, (void *)s);
     pthread_barrier_wait(&sh->ready);
-    unlink_all(); /* both workers have mapped it */
-    pthread_barrier_wait(&sh->go);
-    int ok = reap(prod);
-    ok &= reap(cons);
-    ok &= atomic_load(&sh->errors) == 0;
-    double secs = (atomic_load(&sh->t_end) - atomic_load(&sh->t_start)) / 1e9;
-    fe_stage_stats st0, st1;
-    fe_stats(r, 0, &st0);
-    fe_stats(r, 1, &st1);
-    if (item_bytes > 8)
-        printf("{\"case\": \"%s\", \"batch\": %u, \"slots\": %u, \"frames\": %" PRIu64
-               ", \"seconds\": %.4f, \"frames_per_s\": %.1f, \"gb_per_s\": %.3f, "
-               "\"producer_waits\": %" PRIu64 ", \"consumer_waits\": %" PRIu64 ", \"ok\": %s}\n",
-               label, batch, slots, items, secs, items / secs, items * (double)item_bytes / secs / 1e9,
-               st0.waits, st1.waits, ok ? "true" : "false");
-    else
-        printf("{\"case\": \"%s\", \"batch\": %u, \"slots\": %u, \"items\": %" PRIu64
-               ", \"seconds\": %.4f, \"items_per_s\": %.0f, \"ns_per_item\": %.1f, "
-               "\"producer_waits\": %" PRIu64 ", \"consumer_waits\": %" PRIu64 ", \"ok\": %s}\n",
-               label, batch, slots, items, secs, items / secs, secs * 1e9 / items, st0.waits,
-               st1.waits, ok ? "true" : "false");
-    fflush(stdout);
-    fe_close(r);
-    shared_free(sh, bytes);
-    return ok;
-}
-
-/* ---- ping-pong ---------------------------------------------------------- */
-
-struct pingpong {
-    char there[FE_NAME_MAX], back[FE_NAME_MAX];
-    uint64_t pings, warmup;
-    int64_t spin_ns; /* < 0: the default */
-};
-
-static void ponger(struct shared *sh, void *arg)
-{
-    struct pingpong *c = arg;
-    fe_ring *in = open_ring(c->there), *out = open_ring(c->back);
-    if (c->spin_ns >= 0) {
-        fe_set_spin_ns(in, c->spin_ns);
-        fe_set_spin_ns(out, c->spin_ns);
-    }
-    pthread_barrier_wait(&sh->ready);
-    pthread_barrier_wait(&sh->go);
-    for (uint64_t i = 0; i < c->warmup + c->pings; i++) {
-        uint64_t s, o;
-        uint32_t n;
-        int rc = fe_take(in, 1, 1, WAIT_NS, &s, &n);
-        if (rc) {
-            fail(sh, out, "pong fe_take", rc);
-            break;
-        }
-        uint64_t v;
-        memcpy(&v, fe_slot(in, s), 8);
-        fe_done(in, 1, s, 1);
-        rc = fe_claim(out, 1, WAIT_NS, &o);
-        if (rc) {
-            fail(sh, out, "pong fe_claim", rc);
-            break;
-        }
-        memcpy(fe_slot(out, o), &v, 8);
-        fe_publish(out, o, 1);
-    }
-    fe_close(in);
-    fe_close(out);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int run_pingpong(uint64_t pings, int64_t spin_ns)
-{
-    fe_ring *there = create_ring(2, 8), *back = create_ring(2, 8);
-    if (spin_ns >= 0) {
-        fe_set_spin_ns(there, spin_ns);
-        fe_set_spin_ns(back, spin_ns);
-    }
-    struct pingpong c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.there, sizeof c.there, "%s", fe_name(there));
-    snprintf(c.back, sizeof c.back, "%s", fe_name(back));
-    c.pings = pings;
-    c.warmup = pings / 10 + 100;
-    c.spin_ns = spin_ns;
-    size_t bytes;
-    struct shared *sh = shared_new(pings, 2, &bytes);
-    pid_t pid = spawn(ponger, sh, &c);
-    pthread_barrier_wait(&sh->ready);
-    unlink_all();
+    m->unshare(&ch); /* every worker has attached */
     pthread_barrier_wait(&sh->go);
     int ok = 1;
-    for (uint64_t i = 0; i < c.warmup + pings && ok; i++) {
-        uint64_t s, o;
-        uint32_t n;
-        int64_t t0 = now_ns();
-        int rc = fe_claim(there, 1, WAIT_NS, &o);
-        if (rc) {
-            fail(sh, there, "ping fe_claim", rc);
-            ok = 0;
-            break;
-        }
-        memcpy(fe_slot(there, o), &i, 8);
-        fe_publish(there, o, 1);
-        rc = fe_take(back, 1, 1, WAIT_NS, &s, &n);
-        if (rc) {
-            fail(sh, there, "ping fe_take", rc);
-            ok = 0;
-            break;
-        }
+    for (unsigned i = 0; i <= consumers; i++)
+        ok &= reap(pids[i]);
+    ok &= atomic_load(&sh->errors) == 0;
+    uint64_t sent = atomic_load(&sh->sent);
+    if (atomic_load(&sh->count) != sent || atomic_load(&sh->sum) != sent * (sent - 1) / 2) {
+        fprintf(stderr, "ring_bench: %s received %" PRIu64 " of %" PRIu64 " items\n", m->name,
+                atomic_load(&sh->count), sent); /* or some twice: exactly once fails */
+        ok = 0;
+    }
+    *items = sent - atomic_load(&sh->sent_warm);
+    double secs = (atomic_load(&sh->t_end) - atomic_load(&sh->t_start)) / 1e9;
+    ring_waits(&ch, send_waits, recv_waits);
+    m->teardown(&ch);
+    shared_free(sh, bytes);
+    return ok && secs > 0 ? (double)*items / secs : 0;
+}
+
+/* A throughput case: the median of `runs` runs, printed; the rate, or 0 on error. */
+static double run_stream(const char *label, const struct method *m, unsigned consumers,
+                         uint64_t item_bytes, uint32_t batch, double seconds, unsigned runs)
+{
+    /* the clock every ~1024 items, or every frame */
+    uint32_t check = item_bytes > 8 ? 1 : 1024 / batch;
+    struct stream s = {(int64_t)(seconds * 0.2e9), (int64_t)(seconds * 1e9), batch, check};
+    double rate[16];
+    uint64_t items = 0, send_waits = 0, recv_waits = 0;
+    int ok = 1;
+    for (unsigned i = 0; i < runs; i++) {
+        uint64_t n;
+        rate[i] = stream_once(m, consumers, item_bytes, &s, &n, &send_waits, &recv_waits);
+        items += n;
+        ok &= rate[i] > 0;
+    }
+    double mid = median(rate, runs);
+    bool frames = item_bytes > 8;
+    printf("{\"case\": \"%s\", \"method\": \"%s\", \"batch\": %u, \"value\": %.*f, "
+           "\"unit\": \"%s\", \"consumers\": %u, \"measured_items\": %" PRIu64 ", \"runs\": %u, "
+           "\"min\": %.*f, \"max\": %.*f, ",
+           label, m->name, batch, frames ? 1 : 0, mid, frames ? "frames/s" : "items/s", consumers,
+           items, runs, frames ? 1 : 0, rate[0], frames ? 1 : 0, rate[runs - 1]);
+    if (frames)
+        printf("\"gb_per_s\": %.3f, ", mid * (double)item_bytes / 1e9);
+    else
+        printf("\"ns_per_item\": %.2f, ", mid > 0 ? 1e9 / mid : 0);
+    if (m->setup == ring_setup)
+        printf("\"send_waits\": %" PRIu64 ", \"recv_waits\": %" PRIu64 ", ", send_waits, recv_waits);
+    printf("\"ok\": %s}\n", ok ? "true" : "false");
+    fflush(stdout);
+    return ok ? mid : 0;
+}
+
+/* ---- latency: ping-pong over two channels -------------------------------- */
+
+struct pingpong {
+    struct chan *there, *back;
+    uint64_t pings, warmup;
+};
+
+static void ponger(struct shared *sh, struct chan *unused, void *arg)
+{
+    struct pingpong *c = arg;
+    c->there->m->attach(c->there, RECEIVER);
+    c->back->m->attach(c->back, SENDER);
+    start_together(sh);
+    for (uint64_t i = 0; i < c->warmup + c->pings; i++) {
         uint64_t v;
-        memcpy(&v, fe_slot(back, s), 8);
-        fe_done(back, 1, s, 1);
+        int rc = c->there->m->recv(c->there, 1, &v);
+        if (rc == 1)
+            rc = c->back->m->send(c->back, v, 1);
+        if (rc) {
+            error(sh, "pong", rc == RECV_EOF ? -EPIPE : rc);
+            break;
+        }
+    }
+    c->back->m->end(c->back);
+    c->there->m->detach(c->there);
+    c->back->m->detach(c->back);
+}
+
+static void pinger(struct shared *sh, struct pingpong *c)
+{
+    for (uint64_t i = 0; i < c->warmup + c->pings; i++) {
+        uint64_t v;
+        int64_t t0 = now_ns();
+        int rc = c->there->m->send(c->there, i, 1);
+        if (rc == 0)
+            rc = c->back->m->recv(c->back, 1, &v);
         int64_t t1 = now_ns();
+        if (rc != 1) {
+            error(sh, "ping", rc == RECV_EOF ? -EPIPE : rc);
+            break;
+        }
         if (v != i) {
-            fprintf(stderr, "ring_bench: pong %" PRIu64 " came back as %" PRIu64 "\n", i, v);
+            fprintf(stderr, "ring_bench: ping %" PRIu64 " came back as %" PRIu64 "\n", i, v);
             atomic_fetch_add(&sh->errors, 1);
         }
-        if (i >= c.warmup)
-            sh->rtt[i - c.warmup] = (uint64_t)(t1 - t0);
+        if (i >= c->warmup)
+            sh->rtt[i - c->warmup] = (uint64_t)(t1 - t0);
     }
-    ok &= reap(pid);
-    ok &= atomic_load(&sh->errors) == 0;
-    double p50 = 0, p99 = 0, max = 0, mean = 0;
-    if (ok) {
-        qsort(sh->rtt, pings, sizeof sh->rtt[0], cmp_u64);
-        for (uint64_t i = 0; i < pings; i++)
-            mean += sh->rtt[i];
-        mean /= pings;
-        p50 = sh->rtt[pings / 2];
-        p99 = sh->rtt[pings * 99 / 100];
-        max = sh->rtt[pings - 1];
+    c->there->m->end(c->there);
+}
+
+static int run_pingpong(const char *label, const struct method *m, int64_t spin_ns, uint64_t pings)
+{
+    struct chan there = chan_new(m, 8, spin_ns), back = chan_new(m, 8, spin_ns);
+    there.cfg.slots = back.cfg.slots = 2;
+    struct pingpong c = {&there, &back, pings, pings / 10 + 100};
+    size_t bytes;
+    struct shared *sh = shared_new(pings, 2, &bytes);
+    m->setup(&there);
+    m->setup(&back);
+    pid_t pid = spawn(ponger, sh, NULL, &c);
+    m->attach(&there, SENDER);
+    m->attach(&back, RECEIVER);
+    pthread_barrier_wait(&sh->ready);
+    unlink_all(); /* every process has attached (the parent keeps its pipe ends) */
+    pthread_barrier_wait(&sh->go);
+    pinger(sh, &c);
+    m->detach(&there);
+    m->detach(&back);
+    int ok = reap(pid) & (atomic_load(&sh->errors) == 0);
+    uint64_t send_waits = 0, recv_waits = 0;
+    ring_waits(&there, &send_waits, &recv_waits);
+    ring_waits(&back, &send_waits, &recv_waits);
+    qsort(sh->rtt, pings, sizeof sh->rtt[0], cmp_u64);
+    static const struct {
+        const char *name;
+        double q;
+    } quantiles[] = {{"rtt_p50", 0.5}, {"rtt_p99", 0.99}, {"rtt_p99.9", 0.999}};
+    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++) {
+        printf("{\"case\": \"%s\", \"method\": \"%s\", \"batch\": 1, \"value\": %.2f, "
+               "\"unit\": \"us\", \"round_trips\": %" PRIu64 ", \"max_us\": %.2f, ",
+               quantiles[i].name, label, ok ? percentile(sh->rtt, pings, quantiles[i].q) / 1e3 : 0,
+               pings, ok ? sh->rtt[pings - 1] / 1e3 : 0);
+        if (m->setup == ring_setup)
+            printf("\"spin_ns\": %s, \"sleeps\": %" PRIu64 ", ",
+                   spin_ns < 0 ? "\"default\"" : "0", send_waits + recv_waits);
+        printf("\"ok\": %s}\n", ok ? "true" : "false");
     }
-    fe_stage_stats st;
-    fe_stats(back, 1, &st);
-    printf("{\"case\": \"pingpong\", \"spin_ns\": %s, \"round_trips\": %" PRIu64
-           ", \"rtt_p50_us\": %.2f, \"rtt_p99_us\": %.2f, \"rtt_max_us\": %.2f, "
-           "\"rtt_mean_us\": %.2f, \"ping_waits\": %" PRIu64 ", \"ok\": %s}\n",
-           spin_ns < 0 ? "\"default\"" : "0", pings, p50 / 1e3, p99 / 1e3, max / 1e3, mean / 1e3,
-           st.waits, ok ? "true" : "false");
     fflush(stdout);
-    fe_close(there);
-    fe_close(back);
+    m->teardown(&there);
+    m->teardown(&back);
     shared_free(sh, bytes);
     return ok;
 }
 
 /* ---- main --------------------------------------------------------------- */
+
+static void print_ratio(const char *method, double num, double den)
+{
+    double ratio = num > 0 && den > 0 ? num / den : 0;
+    printf("{\"case\": \"ratio\", \"method\": \"%s\", \"batch\": 64, \"value\": %.3f, "
+           "\"unit\": \"x\", \"target\": 0.9, \"met\": %s}\n",
+           method, ratio, ratio >= 0.9 ? "true" : "false");
+    fflush(stdout);
+}
 
 static uint64_t arg_count(int argc, char **argv, int *i)
 {
@@ -448,38 +791,58 @@ static uint64_t arg_count(int argc, char **argv, int *i)
 
 int main(int argc, char **argv)
 {
-    uint64_t items = 4000000, frames = 2000, pings = 100000;
+    uint64_t pings = 100000, runs = 3;
+    double seconds = 0.4; /* measured time of each stream run, after a 20% warm-up */
     int quick = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
-        else if (!strcmp(argv[i], "--items"))
-            items = arg_count(argc, argv, &i);
-        else if (!strcmp(argv[i], "--frames"))
-            frames = arg_count(argc, argv, &i);
+        else if (!strcmp(argv[i], "--ms"))
+            seconds = arg_count(argc, argv, &i) / 1e3;
         else if (!strcmp(argv[i], "--pings"))
             pings = arg_count(argc, argv, &i);
+        else if (!strcmp(argv[i], "--runs"))
+            runs = arg_count(argc, argv, &i);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--items N] [--frames N] [--pings N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--ms N] [--pings N] [--runs N]\n",
+                    argv[0]);
             return 2;
         }
     }
     if (quick) {
-        items = items > 200000 ? 200000 : items;
-        frames = frames > 200 ? 200 : frames;
+        seconds = seconds > 0.08 ? 0.08 : seconds;
         pings = pings > 10000 ? 10000 : pings;
+        runs = 1;
     }
+    runs = runs > 15 ? 15 : runs;
     g_main_pid = getpid();
     atexit(unlink_all);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGALRM, on_signal);
+    alarm(WATCHDOG_S * 4);
 
     int ok = 1;
     const uint32_t batches[] = {1, 8, 64};
-    for (size_t b = 0; b < 3; b++)
-        ok &= run_stream("items8", 1024, 8, items, batches[b]);
-    ok &= run_stream("frame1080p", 8, FRAME_BYTES, frames, 1);
-    ok &= run_pingpong(pings, -1);
-    ok &= run_pingpong(pings, 0);
+    double at64[4] = {0};
+    const struct {
+        const struct method *m;
+        unsigned consumers;
+    } streams[] = {{&M_RING_ORDERED, 1}, {&M_RING_POOL, 2}, {&M_PIPE, 1}, {&M_SPSC, 1}};
+    for (size_t k = 0; k < sizeof streams / sizeof streams[0]; k++)
+        for (size_t b = 0; b < 3; b++) {
+            double rate = run_stream("items8", streams[k].m, streams[k].consumers, 8, batches[b],
+                                     seconds, (unsigned)runs);
+            ok &= rate > 0;
+            if (batches[b] == 64)
+                at64[k] = rate;
+        }
+    print_ratio("ring_ordered/spsc", at64[0], at64[3]);
+    print_ratio("ring_pool/spsc", at64[1], at64[3]);
+    ok &= run_stream("frame1080p", &M_RING_ORDERED, 1, FRAME_BYTES, 1, seconds, 1) > 0;
+    ok &= run_pingpong("ring_spin", &M_RING_ORDERED, -1, pings);
+    ok &= run_pingpong("ring_sleep", &M_RING_ORDERED, 0, pings);
+    ok &= run_pingpong("pipe", &M_PIPE, -1, pings);
+    ok &= run_pingpong("spsc", &M_SPSC, -1, pings);
     return ok ? 0 : 1;
 }
