@@ -1,0 +1,202 @@
+"""Run every benchmark of frame-engine in one go: the C ring benchmark, the Python
+IPC comparison and the end-to-end player comparison.  Writes bench/results.json
+(the rows, with a description of the machine), bench/results.png (the ratios
+against their targets) and prints one table.
+
+    python bench/run.py            # about 5 minutes on 2 cores
+    python bench/run.py --quick    # under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import engine
+
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "frame_engine": engine.__version__,
+    }
+
+
+def tool(name: str) -> str:
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.access(here, os.X_OK) else (shutil.which(name) or name)
+
+
+def c_rows(quick: bool) -> list[dict]:
+    """Build the C benchmark (Release, no Python) and read its JSON lines."""
+    build = os.path.join(ROOT, "build", "bench-c")
+    subprocess.run(
+        [
+            tool("cmake"),
+            "-S",
+            ROOT,
+            "-B",
+            build,
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DENGINE_SANITIZE=",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [tool("cmake"), "--build", build, "-j2", "--target", "ring_bench"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [os.path.join(build, "bench", "c", "ring_bench"), *(["--quick"] if quick else [])],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        d = json.loads(line)
+        if "value" not in d:
+            continue
+        case = d["case"] + (f", batch {d['batch']}" if d.get("batch") else "")
+        rows.append(
+            {
+                "suite": "c",
+                "method": d.get("method", ""),
+                "case": case,
+                "value": d["value"],
+                "unit": d.get("unit", ""),
+                "target": verdict(d),
+            }
+        )
+    return rows
+
+
+def verdict(d: dict) -> str:
+    """The C bench gives a target as a number plus "met"; say it as the others do."""
+    target = d.get("target", "")
+    if isinstance(target, (int, float)):
+        return f">= {target} {'ok' if d.get('met') else 'MISSED'}"
+    return str(target)
+
+
+def script_rows(script: str, quick: bool) -> list[dict]:
+    """Run one of the Python benchmarks in its own interpreter; its JSON rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.json")
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(HERE, script),
+                "--json",
+                path,
+                *(["--quick"] if quick else []),
+            ],
+            check=True,
+        )
+        with open(path) as f:
+            return json.load(f)
+
+
+def chart(rows: list[dict], path: str) -> None:
+    """Horizontal bars of every ratio (unit "x"), with 1x and the targets marked."""
+    ratios = [r for r in rows if r["unit"] == "x"]
+    if not ratios:
+        return
+    width, bar, left = 1200, 26, 560
+    height = 60 + bar * len(ratios)
+    img = np.full((height, width, 3), 255, np.uint8)
+    targets = [
+        float(t.split()[1]) for r in ratios if (t := str(r.get("target", ""))).startswith(">=")
+    ]
+    top = max([r["value"] for r in ratios] + targets + [2.0]) * 1.1
+    scale = (width - left - 40) / top
+
+    def x(v: float) -> int:
+        return left + int(v * scale)
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(
+        img, "frame-engine / baseline, same run (red: target)", (10, 30), font, 0.7, (0, 0, 0), 2
+    )
+    for i, r in enumerate(ratios):
+        y = 50 + i * bar
+        label = f"{r['suite']}: {r['case']}: {r['method']}"[:70]
+        cv2.putText(img, label, (10, y + 17), font, 0.42, (0, 0, 0), 1)
+        ok = "MISSED" not in str(r.get("target", ""))
+        cv2.rectangle(
+            img,
+            (left, y + 4),
+            (x(r["value"]), y + bar - 4),
+            (80, 160, 60) if ok else (60, 60, 200),
+            -1,
+        )
+        cv2.putText(
+            img, f"{r['value']:.2f}x", (x(r["value"]) + 5, y + 17), font, 0.42, (0, 0, 0), 1
+        )
+        target = str(r.get("target", "")).split()
+        if len(target) >= 2 and target[0] == ">=":
+            tx = x(float(target[1]))
+            cv2.line(img, (tx, y + 2), (tx, y + bar - 2), (0, 0, 255), 2)
+    cv2.line(img, (x(1.0), 40), (x(1.0), height - 5), (120, 120, 120), 1)
+    cv2.imwrite(path, img)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'suite':<9} {'case':<34} {'method':<44} {'value':>14} {'unit':<10} target")
+    for r in rows:
+        v = r["value"]
+        text = f"{v:,.2f}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}"
+        print(
+            f"{r['suite']:<9} {r['case'][:34]:<34} {r['method'][:44]:<44} {text:>14} "
+            f"{r['unit']:<10} {r.get('target', '')}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
+    parser.add_argument("--out", default=HERE, help="folder for results.json and results.png")
+    args = parser.parse_args(argv)
+    rows = c_rows(args.quick)
+    rows += script_rows("ipc.py", args.quick)
+    rows += script_rows("pipeline.py", args.quick)
+    result = {"machine": machine(), "quick": args.quick, "rows": rows}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    chart(rows, os.path.join(args.out, "results.png"))
+    print_table(rows)
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
