@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import traceback
+from dataclasses import fields
 
 from engine._version import __version__
 
@@ -160,33 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from engine.pipeline import play
+    from engine.pipeline import PlayOptions, play
 
     # --analyze mymodule:fn finds ./mymodule.py (the analyzers inherit sys.path);
     # last on the path, so a folder here never shadows an installed package.
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
 
-    stats = play(
-        args.source,
-        analyze=args.analyze,
-        workers=args.workers,
-        buffer=args.buffer,
-        max_memory=args.max_memory,
-        batch=args.batch,
-        speed=args.speed,
-        untimed=args.untimed,
-        start=args.start,
-        frames=args.frames,
-        headless=True if args.headless else None,
-        live=True if args.live else None,
-        output=args.output,
-        results=args.results,
-        stats_json=args.stats_json,
-        quiet=args.quiet,
-        debug=args.debug,
-        on_error=args.on_error,
-    )
+    # Every option of the command is a PlayOptions field of the same name.
+    options = {
+        f.name: getattr(args, f.name)
+        for f in fields(PlayOptions)
+        if f.name != "source" and hasattr(args, f.name)
+    }
+    # The flags only force these on; left off, the source and the machine decide.
+    options["headless"] = True if args.headless else None
+    options["live"] = True if args.live else None
+    stats = play(args.source, **options)
     if not args.quiet:
         _report(stats, args)
     return 0

@@ -67,6 +67,15 @@ def stats_of(path):
         return json.load(f)
 
 
+def play_results(tmp_path, *args):
+    """Run play with --results; it must succeed; return the result lines."""
+    path = str(tmp_path / "results.jsonl")
+    p = play(*args, "--results", path)
+    assert p.returncode == 0, p.stderr
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
 def play_ok(tmp_path, *args, **env_extra):
     """Run play with --stats-json; it must succeed; return (process, stats)."""
     path = str(tmp_path / "stats.json")
@@ -193,8 +202,8 @@ def test_on_error_skip_counts_and_goes_on(tmp_path):
 
 
 def test_lookback_gives_the_previous_frame(tmp_path):
-    results = str(tmp_path / "r.jsonl")
-    p = play(
+    lines = play_results(
+        tmp_path,
         "--headless",
         "--untimed",
         "--frames",
@@ -203,11 +212,7 @@ def test_lookback_gives_the_previous_frame(tmp_path):
         "2",
         "--analyze",
         "player_funcs:prev_index",
-        "--results",
-        results,
     )
-    assert p.returncode == 0, p.stderr
-    lines = [json.loads(line) for line in open(results)]
     assert [x["result"]["prev"] for x in lines] == [None] + list(range(29))
 
 
@@ -382,8 +387,8 @@ def test_a_script_without_a_main_guard_can_call_play(tmp_path):
 
 
 def test_start_seconds_begins_there(tmp_path):
-    results = str(tmp_path / "r.jsonl")
-    p = play(
+    lines = play_results(
+        tmp_path,
         "--headless",
         "--untimed",
         "--start",
@@ -392,11 +397,7 @@ def test_start_seconds_begins_there(tmp_path):
         "10",
         "--analyze",
         "player_funcs:number",
-        "--results",
-        results,
     )
-    assert p.returncode == 0, p.stderr
-    lines = [json.loads(line) for line in open(results)]
     assert [x["frame"] for x in lines] == list(range(150, 160))
     assert [x["result"]["pixels"] for x in lines] == list(range(150, 160))
     assert lines[0]["result"]["pts"] == pytest.approx(5.0)
