@@ -35,6 +35,19 @@ def test_create_open_geometry(make_ring):
     o.close()
 
 
+def test_small_items_are_packed(make_ring):
+    # 8-byte items at an 8-byte stride: a run of 64 is 512 contiguous bytes
+    r = make_ring(slots=1024, slot_bytes=8, stages=("ordered",))
+    assert r.stride == 8
+    seq = r.claim(64)
+    r.views(seq, 64, dtype=np.uint64)[:, 0] = np.arange(64)
+    r.publish(seq, 64)
+    seq, n = r.take(1, max_n=64)
+    run = r.views(seq, n, dtype=np.uint64)
+    assert n == 64 and run.strides == (8, 8) and list(run[:, 0]) == list(range(64))
+    r.done(1, seq, n)
+
+
 def test_large_slots_are_page_aligned(make_ring):
     r = make_ring(slots=4, slot_bytes=1920 * 1080 * 3, stages=("ordered",))
     assert r.stride % 4096 == 0

@@ -1,8 +1,9 @@
 /*
- * Geometry and identity getters: slots, slot_bytes, stride (>= slot_bytes,
- * a multiple of 64; exactly slot_bytes rounded up to 64 for small slots in a
- * ring of at least a page; page aligned for large slots), slot addresses
- * (64-byte aligned, item s in slot s & (slots-1)), nstages and stage kinds,
+ * Geometry and identity getters: slots, slot_bytes, stride (>= slot_bytes; below
+ * 64 bytes a power of two of at least 8, so that no item crosses a cache line,
+ * else a multiple of 64; exactly that in a ring of at least a page; page aligned
+ * for large slots), slot addresses (the first 64-byte aligned, item s in slot
+ * s & (slots-1)), nstages and stage kinds,
  * lookback, creator pid and start time (/proc/<pid>/stat field 22),
  * end_seq (UINT64_MAX before fe_end), aborted (0), fe_strerror.
  */
@@ -43,7 +44,10 @@ static void check_geometry(uint32_t slots, uint64_t slot_bytes, uint32_t lookbac
         CHECK_EQ(fe_slot_bytes(x), slot_bytes);
         uint64_t stride = fe_stride(x);
         CHECK(stride >= slot_bytes);
-        CHECK_EQ(stride % 64, 0);
+        if (stride < 64)
+            CHECK(stride >= 8 && (stride & (stride - 1)) == 0);
+        else
+            CHECK_EQ(stride % 64, 0);
         if (slot_bytes >= (1u << 20))
             CHECK_EQ(stride % (uint64_t)page, 0);
         /* the data region is mapped twice back to back: a page multiple */
@@ -96,23 +100,30 @@ int main(void)
     check_geometry(2, 1, 1, 1, po + 1);
     check_geometry(4, 8, 3, 5, many);
     check_geometry(1024, 100, 17, 2, po);
+    check_geometry(1024, 8, 5, 2, po); /* packed: 8-byte stride */
+    check_geometry(64, 24, 0, 1, po);  /* packed, padded to a page: 64-byte stride */
     check_geometry(2, 6220800, 1, 1, po + 1); /* one 1080p BGR frame per slot */
 
-    /* Small slots in a ring of at least a page: the stride is slot_bytes
-     * rounded up to a multiple of 64. */
-    const uint64_t sizes[] = {1, 8, 64, 65, 100, 128, 200};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        const char *name = test_ring_name();
-        fe_ring *r = test_create(name, 256, sizes[i], 0, 1, po);
-        uint64_t want = (sizes[i] + 63) / 64 * 64;
-        uint64_t got = fe_stride(r);
-        test_close_unlink(name, r);
-        if (got != want)
-            fprintf(stderr, "slot_bytes %llu: stride %llu, expected %llu\n",
-                    (unsigned long long)sizes[i], (unsigned long long)got,
-                    (unsigned long long)want);
-        CHECK_EQ(got, want);
-    }
+    /* Small slots in a ring of at least a page: below 64 bytes the stride is the
+     * next power of two (at least 8), else slot_bytes rounded up to 64; a
+     * smaller ring pads the stride so that the region fills its pages. */
+    const uint64_t sizes[] = {1, 8, 9, 33, 64, 65, 100, 128, 200};
+    const uint64_t packed[] = {8, 8, 16, 64, 64, 128, 128, 128, 256};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (uint32_t slots = 64; slots <= 1024; slots *= 16) {
+            const char *name = test_ring_name();
+            fe_ring *r = test_create(name, slots, sizes[i], 0, 1, po);
+            uint64_t want = packed[i], page = (uint64_t)sysconf(_SC_PAGESIZE);
+            if ((want * slots) % page)
+                want = page / slots; /* 64 slots of at most 64 bytes: one page */
+            uint64_t got = fe_stride(r);
+            test_close_unlink(name, r);
+            if (got != want)
+                fprintf(stderr, "slot_bytes %llu, %u slots: stride %llu, expected %llu\n",
+                        (unsigned long long)sizes[i], slots, (unsigned long long)got,
+                        (unsigned long long)want);
+            CHECK_EQ(got, want);
+        }
 
     /* fe_strerror names our codes and errno codes. */
     const int codes[] = {FE_OK, FE_EOF, FE_ABORTED, FE_EBADRING, FE_EVERSION,
