@@ -20,7 +20,11 @@
  * between its store and its load (a fence there waits for the store to leave the
  * store buffer: a cache-line transfer, on every publish and done).  Where
  * membarrier is not available the waker fences, and a waiter that cannot call it
- * sleeps in short slices (see fe_wait() and wake()).
+ * sleeps in short slices if some process that maps the ring wakes without a
+ * fence (the header's fenceless flag; see fe_wait(), wake(), init_geometry()).
+ * Every process that maps a ring runs this code: the layout version, checked at
+ * open, keeps out builds from before the asymmetric handshake, whose wakers
+ * fence but whose sleepers do not call membarrier.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -102,7 +106,8 @@ struct fe_hdr {
     /* Control, written rarely by the producer or a supervisor. */
     _Atomic uint64_t end_seq; /* NO_END until fe_end() */
     _Atomic uint32_t aborted;
-    uint32_t pad2_;
+    _Atomic uint32_t fenceless; /* 1 once a process that wakes without a fence
+                                   (a registered one) has mapped the ring */
     uint64_t pad3_[6];
 
     struct fe_stage_line stage[FE_MAX_STAGES];
@@ -235,7 +240,8 @@ static void on_fork_child(void)
 {
     pthread_mutex_unlock(&maps_lock);
     atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
-    register_membarrier(); /* a child is a new process: register it in its own right */
+    /* The kernel keeps the membarrier registration across fork (exec clears it,
+     * and a program exec'd registers when it opens a ring). */
 }
 static void register_fork(void)
 {
@@ -434,8 +440,8 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
             for (int i = 0; i < 64; i++) {
                 cpu_relax();
                 if (cond(r, arg)) {
-                    int64_t grown = r->spin_cur * 2 + 1000;
-                    r->spin_cur = grown < r->spin_ns ? grown : r->spin_ns;
+                    /* a spin that paid: the other side is running, spin fully again */
+                    r->spin_cur = r->spin_ns;
                     return 0;
                 }
             }
@@ -446,6 +452,7 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
     }
 
     struct fe_wait_line *w = &r->h->wait[on];
+    bool slept = false; /* the last futex wait was a slice of an uncovered sleep */
     for (;;) {
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
         /* acquire: pairs with the release bump in wake(); read before the re-check,
@@ -457,7 +464,9 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
          * Without it, a registered waker's progress may reach us late: sleep in
          * slices, so that it is seen within one. */
         atomic_thread_fence(memory_order_seq_cst);
-        bool covered = membarrier_global();
+        /* seq_cst: after the fence; see init_geometry() */
+        bool covered = membarrier_global() ||
+                       !atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst);
         if (cond(r, arg)) {
             atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
             return 0;
@@ -469,7 +478,9 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         }
         if (!covered && (left < 0 || left > UNCOVERED_SLICE_NS))
             left = UNCOVERED_SLICE_NS;
-        atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed);
+        if (!slept) /* a sleep in slices counts once */
+            atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed);
+        slept = !covered;
         int rc = futex_wait(&w->evt, val, left);
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (cond(r, arg))
@@ -477,6 +488,8 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         if (rc != 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
             return rc; /* EINTR for the caller to look at signals; anything else is fatal */
         /* woken for another reason, the word moved, or the timeout: loop re-checks */
+        if (rc != -ETIMEDOUT)
+            slept = false;
     }
 }
 
@@ -569,6 +582,14 @@ static void init_geometry(fe_ring *r)
 {
     r->mask = r->h->slots - 1;
     r->stride = r->h->stride;
+    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed)) {
+        /* seq_cst store and fence, before this process can wake anyone without
+         * a fence: a sleeper that cannot call membarrier reads the flag after
+         * its own fence (fe_wait()); if it reads 0, our fence comes after its
+         * fence, and every later wake of ours sees it registered as a sleeper. */
+        atomic_store_explicit(&r->h->fenceless, 1, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+    }
 }
 
 static bool valid_name(const char *name)

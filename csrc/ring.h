@@ -25,8 +25,8 @@
  * opens a ring registers for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), and a
  * waiter about to sleep calls it (a few microseconds, on the way to a futex
  * sleep).  With FE_NO_MEMBARRIER=1 in its environment, or where the kernel
- * refuses membarrier, a process fences on every wake and its sleepers look
- * again every millisecond.
+ * refuses membarrier, a process fences on every wake, and its sleepers look
+ * again every millisecond while another process maps the ring that does not.
  *
  * A handle (fe_ring) is process-local and must be used by one thread at a time
  * for each role; open one handle per thread.  Handles do not survive fork():
@@ -69,7 +69,7 @@ enum fe_stage_kind {
 typedef struct fe_config {
     uint32_t slots;      /* power of two, >= 2 */
     uint64_t slot_bytes; /* >= 1; the stride is rounded up: a power of two >= 8 below
-                            64 B, else to 64 B, or 4 KiB for large slots */
+                            64 B, else to 64 B, or to the page size for large slots */
     uint32_t nstages;    /* consumer stages, 1..FE_MAX_STAGES-1 */
     uint8_t kinds[FE_MAX_STAGES - 1]; /* FE_POOL or FE_ORDERED, for stages 1..nstages */
     uint32_t lookback;   /* < slots: items before any in-flight item kept intact */
