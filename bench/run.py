@@ -117,7 +117,7 @@ def script_rows(script: str, quick: bool) -> list[dict]:
                 os.path.join(HERE, script),
                 "--json",
                 path,
-                *(["--quick"] if quick else []),
+                *(["--quick", "--repeat", "1"] if quick else []),
             ],
             check=True,
         )
