@@ -424,17 +424,14 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed); /* counter */
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    int64_t start = now_ns();
-    int64_t deadline = deadline_after(start, timeout_ns);
 
     /* Spin briefly: a handoff between two running processes is ~100 ns.  The
      * budget adapts: where spins keep ending in sleep (the other side shares our
      * CPU, or is slow), spinning only burns the CPU it needs; every 64th wait
-     * tries the full budget, in case things changed. */
+     * tries the full budget, in case things changed.  The clock is read after a
+     * first round of polls: most waits between running processes end in it. */
     int64_t spin = resume ? 0 : (++r->waits_n & 63) == 0 ? r->spin_ns : r->spin_cur;
-    int64_t spin_end = deadline_after(start, spin);
-    if (spin_end > deadline)
-        spin_end = deadline;
+    int64_t start = 0, deadline = 0, spin_end = 0;
     if (spin > 0) {
         for (;;) {
             for (int i = 0; i < 64; i++) {
@@ -445,10 +442,21 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
                     return 0;
                 }
             }
-            if (now_ns() >= spin_end)
+            int64_t now = now_ns();
+            if (start == 0) {
+                start = now;
+                deadline = deadline_after(start, timeout_ns);
+                spin_end = deadline_after(start, spin);
+                if (spin_end > deadline)
+                    spin_end = deadline;
+            }
+            if (now >= spin_end)
                 break;
         }
         r->spin_cur = r->spin_cur / 2 < 500 ? 0 : r->spin_cur / 2;
+    } else {
+        start = now_ns();
+        deadline = deadline_after(start, timeout_ns);
     }
 
     struct fe_wait_line *w = &r->h->wait[on];
