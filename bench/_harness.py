@@ -401,6 +401,9 @@ def json_rows(suite: str, runs: Runs, targets: Targets) -> list[dict]:
                 "case": case,
                 "value": median,
                 "unit": ms[0].unit,
+                "min": min(m.value for m in ms),
+                "max": max(m.value for m in ms),
+                "runs": len(ms),
                 "target": target.verdict(median) if target else "",
             }
         )

@@ -163,6 +163,7 @@ def run(quick: bool, repeat: int) -> list[dict]:
                 "value": statistics.median(values),
                 "min": min(values),
                 "max": max(values),
+                "runs": len(values),
                 "unit": units[(case, method)],
                 "target": verdict((case, method), statistics.median(values)),
             }

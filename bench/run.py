@@ -1,10 +1,12 @@
 """Run every benchmark of frame-engine in one go: the C ring benchmark, the Python
 IPC comparison and the end-to-end player comparison.  Writes bench/results.json
 (the rows, with a description of the machine), bench/results.png (the ratios
-against their targets) and prints one table.
+against their targets) and prints one table; a full run also puts the headline
+rows into the README, between its bench markers.
 
     python bench/run.py            # about 5 minutes on 2 cores
     python bench/run.py --quick    # under a minute
+    python bench/run.py --readme   # only the README's table, from bench/results.json
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def c_rows(quick: bool) -> list[dict]:
                 "case": case,
                 "value": d["value"],
                 "unit": d.get("unit", ""),
+                **{k: d[k] for k in ("min", "max", "runs") if k in d},
                 "target": verdict(d),
             }
         )
@@ -180,11 +183,72 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
+README = os.path.join(ROOT, "README.md")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def headline(r: dict) -> bool:
+    """The rows the README shows: every ratio, share and target, and the figures
+    they are made of where one line says more than the ratio."""
+    if r.get("target") or r["unit"] in ("x", "%"):
+        return True
+    if r["suite"] == "c":
+        return r["case"] in ("items8, batch 64", "items8, batch 1", "frame1080p, batch 1") or (
+            r["case"] in ("rtt_p50, batch 1", "rtt_p99, batch 1") and r["method"] != "spsc"
+        )
+    if r["suite"] == "ipc":
+        return r["unit"] == "frames/s" and "BGR frame" in r["case"] and "16" not in r["method"]
+    return r["unit"] == "fps" and "flow" in r["case"]
+
+
+def _value(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def readme_table(result: dict) -> str:
+    """The README's benchmark section: the machine, then a table of headline rows."""
+    m = result["machine"]
+    lines = [
+        f"Last full run: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux "
+        f"{m['kernel']}, Python {m['python']}, numpy {m['numpy']}, OpenCV {m['opencv']}, "
+        f"frame-engine {m['frame_engine']} (`bench/results.json`, `bench/results.png`).",
+        "",
+        "| suite | case | method | median | min..max | target |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in filter(headline, result["rows"]):
+        spread = f"{_value(r['min'])}..{_value(r['max'])}" if r.get("runs", 1) > 1 else ""
+        lines.append(
+            f"| {r['suite']} | {r['case']} | {r['method']} | {_value(r['value'])} {r['unit']} "
+            f"| {spread} | {r.get('target', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(result: dict, path: str = README) -> None:
+    """Put readme_table(result) between the bench markers of the README."""
+    with open(path) as f:
+        text = f.read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{BEGIN}\n{readme_table(result)}\n{END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
     parser.add_argument("--out", default=HERE, help="folder for results.json and results.png")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="only put the table of bench/results.json into README.md (a full run does it too)",
+    )
     args = parser.parse_args(argv)
+    if args.readme:
+        with open(os.path.join(HERE, "results.json")) as f:
+            update_readme(json.load(f))
+        return 0
     rows = c_rows(args.quick)
     rows += script_rows("ipc.py", args.quick)
     rows += script_rows("pipeline.py", args.quick)
@@ -193,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, f, indent=1)
         f.write("\n")
     chart(rows, os.path.join(args.out, "results.png"))
+    if not args.quick and os.path.abspath(args.out) == HERE:
+        update_readme(result)
     print_table(rows)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()))
     return 0

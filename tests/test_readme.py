@@ -52,3 +52,28 @@ def test_analysis_example_runs_as_its_comment_says(tmp_path):
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(10))
     assert lines[0]["result"]["change"] == 0.0 and lines[1]["result"]["mean"] > 0
+
+
+def test_benchmark_table_is_the_last_full_run(tmp_path):
+    """The README's figures are bench/results.json's, from a full run: rendering
+    them again changes nothing, and every target row is in the table."""
+    import importlib.util
+
+    path = os.path.join(ROOT, "bench", "run.py")
+    spec = importlib.util.spec_from_file_location("bench_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    with open(os.path.join(ROOT, "bench", "results.json")) as f:
+        result = json.load(f)
+    assert result["quick"] is False
+    assert {r["suite"] for r in result["rows"]} == {"c", "ipc", "pipeline"}
+    readme = tmp_path / "README.md"
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    readme.write_text(text)
+    run.update_readme(result, str(readme))
+    assert readme.read_text() == text, "README's table differs: python bench/run.py --readme"
+    table = text.split(run.BEGIN, 1)[1].split(run.END, 1)[0]
+    for r in result["rows"]:
+        if r.get("target"):
+            assert f"| {r['method']} |" in table and r["target"] in table

@@ -785,9 +785,9 @@ static int run_ratio(const char *label, const struct method *m, unsigned consume
     }
     double mid = median(ratio, pairs);
     printf("{\"case\": \"ratio\", \"method\": \"%s\", \"batch\": 64, \"value\": %.3f, "
-           "\"unit\": \"x\", \"pairs\": %u, \"min\": %.3f, \"max\": %.3f, \"target\": 0.9, "
-           "\"met\": %s, \"ok\": %s}\n",
-           label, mid, pairs, ratio[0], ratio[pairs - 1], ok && mid >= 0.9 ? "true" : "false",
+           "\"unit\": \"x\", \"pairs\": %u, \"runs\": %u, \"min\": %.3f, \"max\": %.3f, "
+           "\"target\": 0.9, \"met\": %s, \"ok\": %s}\n",
+           label, mid, pairs, pairs, ratio[0], ratio[pairs - 1], ok && mid >= 0.9 ? "true" : "false",
            ok ? "true" : "false");
     fflush(stdout);
     return ok;
