@@ -2,6 +2,7 @@
 """Binding of the C ring (csrc/ring.h): `Ring`, numpy views of slots, GIL-free waits."""
 
 import atexit
+import operator
 import os
 
 import numpy as np
@@ -25,6 +26,8 @@ cdef extern from "numpy/arrayobject.h":
 _KINDS = {"pool": FE_POOL, "ordered": FE_ORDERED}
 _UINT8 = np.dtype(np.uint8)
 _KIND_NAMES = {FE_PRODUCER: "producer", FE_POOL: "pool", FE_ORDERED: "ordered"}
+_PRODUCER_HELD = ("another live process (or another handle) is the producer: a ring has one, "
+                  "until it closes or dies")
 
 # Names of the segments this process created and has not unlinked: removed at exit,
 # whether the interpreter exits cleanly, on an exception or on Ctrl-C.
@@ -192,6 +195,9 @@ cdef class Ring:
         cdef fe_ring *r = NULL
         bname = name.encode()
         rc = fe_open(bname, &r)
+        if rc == -EINVAL:  # a name fe_open() refuses, or a folder (shm_open says EINVAL)
+            raise ValueError(f"ring {name}: not a ring name (1 to {FE_NAME_MAX - 1} "
+                             f"characters, no '/' after the first) or not a segment")
         _check(rc, name, "open")
         return Ring._wrap(r)
 
@@ -216,12 +222,21 @@ cdef class Ring:
             raise ValueError(f"ring {self.name}: ring is closed")
         return self._m.r
 
-    cdef int _stage(self, stage) except -1:
-        if not 1 <= stage <= self._nstages:
+    cdef int _stage(self, stage, int first=1) except -1:
+        """A stage number from `first` (1; 0 where the producer counts) to nstages."""
+        # Not an `int` annotation on the methods: Cython converts those with int(),
+        # which made stage 1.5 stage 1.  numpy integers are stages; 1.5 and "1" are not.
+        cdef object k = stage
+        if type(k) is not int:
+            try:
+                k = operator.index(stage)
+            except TypeError:
+                k = None
+        if k is None or not first <= k <= self._nstages:
             raise ValueError(
-                f"ring {self.name}: stage {stage} does not exist: the consumer stages are "
+                f"ring {self.name}: stage {stage!r} does not exist: the consumer stages are "
                 f"1..{self._nstages} {self.stages}")
-        return stage
+        return k
 
     # ---- properties ----------------------------------------------------
 
@@ -279,6 +294,8 @@ cdef class Ring:
             if not _again(r, rc, deadline):
                 break
         if rc < 0:  # messages are built only on failure: this is the per-frame path
+            if rc == -EBUSY:
+                raise RuntimeError(f"ring {self.name}: claim of {n}: {_PRODUCER_HELD}")
             _check(rc, self.name, f"claim of {n}")
         return seq
 
@@ -297,7 +314,10 @@ cdef class Ring:
 
     def end(self) -> None:
         """End the stream after the published items; consumers drain, then get EOFError."""
-        _check(fe_end(self._h()), self.name, "end")
+        rc = fe_end(self._h())
+        if rc == -EBUSY:
+            raise RuntimeError(f"ring {self.name}: end: {_PRODUCER_HELD}")
+        _check(rc, self.name, "end")
 
     def abandon(self) -> None:
         """Give back the claimed items not yet published (a batch that could not be
@@ -312,7 +332,7 @@ cdef class Ring:
 
     # ---- consumers -----------------------------------------------------
 
-    def take(self, stage: int = 1, max_n: int = 1, timeout=None) -> tuple:
+    def take(self, stage=1, max_n: int = 1, timeout=None) -> tuple:
         """Wait for items at `stage`; return (seq, n), a run of 1..max_n items.
         Raises EOFError once the stream ended and the stage is drained."""
         cdef fe_ring *r = self._h()
@@ -331,10 +351,14 @@ cdef class Ring:
             if not _again(r, rc, deadline):
                 break
         if rc < 0:
+            if rc == -EBUSY:
+                raise RuntimeError(
+                    f"ring {self.name}: take at stage {stage}: the stage is ordered and "
+                    f"another live process (or another handle) is its consumer: it has one")
             _check(rc, self.name, f"take at stage {stage}")
         return seq, n
 
-    def done(self, stage: int, seq: int, n: int = 1) -> None:
+    def done(self, stage, seq: int, n: int = 1) -> None:
         """Finish items this caller holds at `stage`; they move on to the next stage."""
         cdef fe_ring *r = self._h()
         cdef uint32_t cstage = self._stage(stage)
@@ -348,7 +372,7 @@ cdef class Ring:
                              f"not held by this caller at that stage")
         _check(rc, self.name, f"done at stage {stage}")
 
-    def ready(self, stage: int) -> int:
+    def ready(self, stage) -> int:
         """Items waiting for `stage` right now."""
         return fe_ready(self._h(), self._stage(stage))
 
@@ -375,9 +399,7 @@ cdef class Ring:
         cdef fe_stage_stats s
         if stage is None:
             return [self.stats(k) for k in range(self._nstages + 1)]
-        if not 0 <= stage <= self._nstages:
-            self._stage(stage)
-        fe_stats(r, stage, &s)
+        fe_stats(r, self._stage(stage, 0), &s)
         return {"items": s.items, "taken": s.taken, "waits": s.waits, "stalls": s.stalls,
                 "failed": s.failed}
 

@@ -197,11 +197,14 @@ def _report(stats: dict, args: argparse.Namespace) -> None:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from engine.segments import clean_stale
+    from engine.segments import SHM_DIR, clean_stale
 
-    removed = clean_stale()
+    errors: list[tuple[str, str]] = []
+    removed = clean_stale(errors)
     for name in removed:
-        print(f"removed /dev/shm/{name}")
+        print(f"removed {os.path.join(SHM_DIR, name)}")
+    for name, why in errors:
+        print(f"frame-engine: cannot remove {os.path.join(SHM_DIR, name)}: {why}", file=sys.stderr)
     if not args.quiet:
         print(f"{len(removed)} stale segment(s) removed")
     return 0
