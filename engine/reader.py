@@ -25,13 +25,15 @@ def run(cfg: ctl.RunConfig) -> None:
         raise
     layout, fps = cfg.layout, cfg.source.fps
     index, epoch, read, source_ended = cfg.start_frame, 0, 0, False
+    skipped = 0  # source.frames_skipped as far as `index` counts them
     pace_start, paced = time.monotonic(), 0
     try:
         if index:
             source.seek(index)
         while True:
             if cfg.max_frames is not None and read >= cfg.max_frames or source_ended:
-                shared[ctl.DECODED] = source.frames_read
+                # what the source gave: frames read, and those dropped at the source
+                shared[ctl.DECODED] = source.frames_read + shared[ctl.DROPPED_SOURCE]
                 shared[ctl.SOURCE_END] = epoch + 1
                 if not cfg.seekable:
                     break
@@ -58,12 +60,16 @@ def run(cfg: ctl.RunConfig) -> None:
                     continue
                 # A live source never waits: the frame is dropped at the source.
                 if not source.skip():
-                    break
+                    source_ended = True
+                    continue
                 shared[ctl.DROPPED_SOURCE] += 1
                 index += 1
                 continue
             got = 0
             while got < n and source.read_into(layout.frame(ring, seq + got)):
+                # frames passed over as undecodable keep their place: a gap, not a shift
+                index += source.frames_skipped - skipped
+                skipped = source.frames_skipped
                 meta = layout.meta(ring, seq + got)
                 meta["index"], meta["pts"], meta["epoch"] = index, index / fps, epoch
                 meta["status"], meta["result_len"] = OK, 0

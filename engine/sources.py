@@ -52,6 +52,10 @@ DEMO_FPS = 30.0
 FALLBACK_FPS = 30.0
 PLAUSIBLE_FPS = (0.1, 1000.0)  # a rate outside this is a broken header: FALLBACK_FPS
 OPEN_TIMEOUT_MS = 5000  # for URLs: how long opening and each read may wait
+# In a file, a frame that does not decode (damaged) is passed over: the frames after
+# it may. A read fails at the end of the file too (at once, each time), so this many
+# failed reads in a row are taken for the end.
+UNDECODABLE_RUN = 100
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -81,12 +85,14 @@ class Source(ABC):
 
     info: SourceInfo
     frames_read: int  # frames returned by read_into() so far
+    frames_skipped: int  # frames of a file passed over by read_into() as undecodable
 
     @abstractmethod
     def read_into(self, out: np.ndarray) -> bool:
         """Decode the next frame into `out` (uint8, height x width x 3), resizing it
         when its size differs from out's. False at the end of the stream or when
-        decoding stops."""
+        decoding stops. In a file, frames that do not decode are passed over and
+        counted in frames_skipped."""
 
     @abstractmethod
     def skip(self) -> bool:
@@ -239,7 +245,7 @@ class DemoSource(Source):
         fps: float = DEMO_FPS,
     ) -> None:
         self.info = _demo_info(frames, size, fps)
-        self.frames_read = 0
+        self.frames_read = self.frames_skipped = 0
         self._frames = frames
         self._renderer = _DemoRenderer(*size)
         self._next = 0
@@ -316,14 +322,14 @@ def _fit_into(image: np.ndarray, out: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
-    """Keep OpenCV's warnings about an input it cannot open off stderr while
-    opening it: the SourceError says it in one line. OPENCV_LOG_LEVEL, when set,
-    wins."""
+    """Keep OpenCV's warnings and errors about an input it cannot open off stderr
+    while opening it ("Could not find decoder for codec_id=0" for a damaged
+    header): the SourceError says it in one line. OPENCV_LOG_LEVEL, when set, wins."""
     if "OPENCV_LOG_LEVEL" in os.environ:
         yield
         return
     logging = cv2.utils.logging
-    previous = logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    previous = logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
@@ -391,6 +397,19 @@ def _classify(spec: str | int | None) -> tuple[str, str]:
     return spec, "file"
 
 
+def _read(
+    cap: cv2.VideoCapture, kind: str, out: np.ndarray | None = None
+) -> tuple[np.ndarray | None, int]:
+    """The next frame that decodes (into `out` when it has the frame's size) and how
+    many frames before it did not; (None, 0) at the end. Only a file is read on past
+    a frame that does not decode: a camera or a URL that fails a read has ended."""
+    for failed in range(UNDECODABLE_RUN if kind == "file" else 1):
+        ok, image = cap.read(image=out)
+        if ok and image is not None and image.size:
+            return image, failed
+    return None, 0
+
+
 def _check_file(path: str) -> None:
     """SourceError for a path that cannot be a video file, before OpenCV tries it."""
     if not os.path.lexists(path):
@@ -427,8 +446,8 @@ def probe(spec: str | int | None) -> SourceInfo:
             "or not a stream OpenCV can decode)"
         )
     try:
-        ok, first = cap.read()
-        if not ok or first is None or first.size == 0:
+        first, _ = _read(cap, kind)
+        if first is None:
             if kind == "file":
                 raise SourceError(f"{name}: not a video OpenCV can decode")
             raise SourceError(f"{name}: opened but gives no frames")
@@ -463,7 +482,7 @@ class _CaptureSource(Source):
 
     def __init__(self, info: SourceInfo) -> None:
         self.info = info
-        self.frames_read = 0
+        self.frames_read = self.frames_skipped = 0
         self._name = _name(info.kind, info.spec)
         if info.kind == "file":
             _check_file(info.spec)  # it may have changed since the probe: say how
@@ -480,12 +499,13 @@ class _CaptureSource(Source):
     def read_into(self, out: np.ndarray) -> bool:
         # read(image=out) decodes into out when it has the frame's size; otherwise
         # OpenCV allocates a new array and returns it instead
-        ok, image = self._capture().read(image=out)
-        if not ok or image is None or image.size == 0:
+        image, skipped = _read(self._capture(), self.info.kind, out)
+        if image is None:
             return False
         if image is not out:
             _fit_into(image, out)
         self.frames_read += 1
+        self.frames_skipped += skipped
         return True
 
     def skip(self) -> bool:
