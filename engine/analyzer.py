@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import deque
 
 import cv2
 import numpy as np
@@ -18,28 +19,30 @@ STAGE = 1
 
 
 class Pacer:
-    """Decides whether a frame is still worth analyzing: not if, by the time the
-    analysis is done, the display's clock will have passed it (then the work goes
-    to frames that can still be shown on time)."""
+    """Decides whether a frame is still worth analyzing: not if the analysis would
+    end after the frame is due on the display's clock (it would be shown late, or
+    not at all); the work goes to frames that can still be shown on time."""
 
     def __init__(self, shared) -> None:
         self.shared = shared
         self.expected_ns = 0.0  # this worker's recent analysis time (moving average)
+        self.recent: deque[int] = deque(maxlen=8)  # its last few analysis times
 
     def too_late(self, index: int) -> bool:
         due = ctl.frame_due_ns(self.shared, index)
         if due is None:
             return False
-        period = 1_000_000_000_000 // int(self.shared[ctl.CLOCK_RATE_MILLI])
-        return time.monotonic_ns() + self.expected_ns > due + period
+        return time.monotonic_ns() + self.expected_ns > due
 
     def took(self, ns: int) -> None:
+        self.recent.append(ns)
         self.expected_ns = ns if not self.expected_ns else 0.8 * self.expected_ns + 0.2 * ns
 
     def skipped(self) -> None:
         # One very slow frame must not make every later frame look hopeless: the
-        # estimate decays while frames are skipped.
-        self.expected_ns *= 0.8
+        # estimate decays while frames are skipped, but not below the quickest of the
+        # last few analyses (below that it starts frames that then end late).
+        self.expected_ns = max(0.8 * self.expected_ns, min(self.recent, default=0))
 
 
 def analyze_frame(

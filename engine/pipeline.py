@@ -45,6 +45,7 @@ SEEK_S = 5.0
 SPIN_S = 0.0004  # the last stretch before a frame is due is waited awake (timing error)
 IDLE_WAIT_S = 0.004  # the longest the display waits for a frame between looks at keys
 STARVED_LEAD_S = 0.05  # after a stall, the clock restarts this far ahead of now
+LIVE_LEAD_S = 0.05  # a live source's clock starts (and catches up) this far ahead of now
 JOIN_S = 1.5  # children get this long to stop before they are killed
 MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
 
@@ -562,7 +563,9 @@ class Player:
         run = self.run
         ready = self.ready
         next_supervise = 0.0
-        preroll = min(PREROLL, run.slots - 1 - run.analysis.lookback)
+        # A file pre-rolls a few frames; a live source starts at its first (what it
+        # sends meanwhile would only add latency).
+        preroll = 1 if run.live else min(PREROLL, run.slots - 1 - run.analysis.lookback)
         while True:
             now = time.monotonic()
             if not self._events(now):
@@ -578,6 +581,8 @@ class Player:
             # keys stay responsive and the clock is never missed.
             idle = not ready and not self.pending
             run._take(self.pending, timeout=self._idle_wait(now) if idle else 0)
+            if idle:
+                now = time.monotonic()  # that wait may have lasted up to IDLE_WAIT_S
             while self.pending:
                 frame = run._accept(self.pending.popleft())
                 if frame is not None:
@@ -602,24 +607,24 @@ class Player:
             if self.untimed:
                 self.show(ready.popleft(), now)
                 continue
-            if run.live:
-                # A live source has no timeline to keep: show the newest analyzed frame
-                # (frames an analyzer skipped as late have nothing drawn: never shown).
-                while ready and (len(ready) > 1 or ready[0]["late"]):
-                    self.drop(ready.popleft())
-                if ready:
-                    self.show(ready.popleft(), now)
-                continue
             if self.clock.t0 is None:
                 if len(ready) < preroll and not run.eof:
                     run._take(self.pending, timeout=IDLE_WAIT_S)  # pre-roll: wait, not spin
                     continue
-                self.clock.anchor(ready[0]["index"], now)
+                # Live: a little ahead, so that the analyzers have room to be on time.
+                self.clock.anchor(ready[0]["index"], now + (LIVE_LEAD_S if run.live else 0.0))
                 self.publish_clock()
             due = self.clock.due_index(now)
             # Late: skipped by an analyzer, or a newer frame is due too. Released unseen.
             while ready and (ready[0]["late"] or len(ready) >= 2 and ready[1]["index"] <= due):
                 self.drop(ready.popleft())
+            if run.live and ready and self.clock.lateness(ready[0]["index"], now) < -REANCHOR_S:
+                # A live source does not wait for us: frames this far ahead of the clock
+                # are latency to shed (the first frames waited for the analyzers to
+                # start; a pause; a camera faster than it says).  Catch up.
+                self.clock.anchor(ready[0]["index"], now + LIVE_LEAD_S)
+                self.clock.reanchors += 1
+                self.publish_clock()
             if ready and ready[0]["index"] <= due:
                 self.show(ready.popleft(), now)
             elif not ready:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from collections import deque
@@ -13,12 +14,40 @@ from engine import control as ctl
 from engine.sources import SourceInfo
 
 RATE_WINDOW_S = 1.0
+WARN_EVERY_S = 1.0  # a warning that keeps applying is repeated at most this often
+SAMPLES_KEPT = 100_000  # values kept per figure: a run's memory must not grow with its length
+RECENT = 300  # the HUD's figures are over the last this many frames
 
 
 def _percentiles(values, qs) -> list[float | None]:
     if not len(values):
         return [None] * len(qs)
     return [round(float(v), 3) for v in np.percentile(np.asarray(values, float), qs)]
+
+
+class Samples:
+    """One figure of every frame, in bounded memory: all values up to `kept` (55 min
+    at 30 fps), then a uniform sample of them all (reservoir sampling), so the run's
+    percentiles stay exact for shorter runs and unbiased for longer ones; and the
+    last RECENT values."""
+
+    def __init__(self, kept: int = SAMPLES_KEPT) -> None:
+        self.count = 0
+        self.recent: deque = deque(maxlen=RECENT)
+        self._kept = np.empty(kept)  # pages are touched (and resident) as it fills
+        self._random = random.Random(0)
+
+    def add(self, value: float) -> None:
+        self.recent.append(value)
+        i = self.count
+        if i >= len(self._kept):
+            i = self._random.randrange(self.count + 1)
+        if i < len(self._kept):
+            self._kept[i] = value
+        self.count += 1
+
+    def values(self) -> np.ndarray:
+        return self._kept[: min(self.count, len(self._kept))]
 
 
 class RunStats:
@@ -36,11 +65,12 @@ class RunStats:
         self.display = "headless"
         self.discarded_seek = 0  # buffered frames of before a seek, released unseen
         self._hud: tuple[float, list[str]] = (-1.0, [])
+        self._warned_late = -WARN_EVERY_S
         self.first_shown: float | None = None
         self.last_shown: float | None = None
         self.analysis_errors = 0
-        self.analysis_ms: list[float] = []
-        self.timing_error_ms: list[float] = []
+        self.analysis_ms = Samples()
+        self.timing_error_ms = Samples()
         self.t_start = self.t_end = time.monotonic()
         self.final: dict | None = None
         self._rates: deque = deque()  # (time, read, analyzed, shown) for the HUD
@@ -58,6 +88,12 @@ class RunStats:
     def warn_dry(self) -> None:
         self.note("buffer ran dry: frames are not ready in time (analysis or decoding too slow)")
 
+    def warn_late(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_late >= WARN_EVERY_S:
+            self._warned_late = now
+            self.note("analysis too slow: frames it cannot finish before they are due are skipped")
+
     def arrived(
         self, index: int, failed: bool, skipped: bool, late: bool, analysis_ns: int
     ) -> None:
@@ -66,10 +102,11 @@ class RunStats:
             self.failed += 1
         elif late:
             self.not_analyzed_late += 1
+            self.warn_late()
         elif skipped:
             self.analysis_errors += 1
         else:
-            self.analysis_ms.append(analysis_ns / 1e6)
+            self.analysis_ms.add(analysis_ns / 1e6)
 
     def shown(self, index: int, late_s: float) -> None:
         now = time.monotonic()
@@ -77,7 +114,7 @@ class RunStats:
             self.first_shown = now
         self.last_shown = now
         self.frames_shown += 1
-        self.timing_error_ms.append(late_s * 1000)
+        self.timing_error_ms.add(late_s * 1000)
 
     # ---- live views ----------------------------------------------------------------
 
@@ -112,7 +149,7 @@ class RunStats:
     def _hud_lines(self, run) -> list[str]:
         dec, ana, disp = self.rates(run)
         buf = self.buffered(run)
-        p50, p95 = _percentiles(self.analysis_ms[-300:], [50, 95])
+        p50, p95 = _percentiles(self.analysis_ms.recent, [50, 95])
         return [
             f"{self.info.spec}  {self.info.width}x{self.info.height} @ {self.info.fps:g} fps",
             f"fps: decode {dec:.0f}  analysis {ana:.0f}  display {disp:.0f}",
@@ -133,8 +170,8 @@ class RunStats:
         st = run.ring.stats()
         wall = max(self.t_end - self.t_start, 1e-9)
         read, analyzed = st[0]["items"], self._analyzed(st)
-        a50, a95 = _percentiles(self.analysis_ms, [50, 95])
-        e50, e99 = _percentiles(self.timing_error_ms, [50, 99])
+        a50, a95 = _percentiles(self.analysis_ms.values(), [50, 95])
+        e50, e99 = _percentiles(self.timing_error_ms.values(), [50, 99])
         self.final = {
             "source": self.info.spec,
             "analysis": self.analysis,

@@ -56,9 +56,16 @@ def read_numbers(path):
 
 
 def fe_processes():
-    out = subprocess.run(["ps", "-e", "-o", "pid=,comm="], capture_output=True, text=True).stdout
+    """Our session's fe-* processes (another session may be playing on this machine;
+    a child left behind by a run of ours keeps our session)."""
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,sid=,comm="], capture_output=True, text=True
+    ).stdout
+    sid = os.getsid(0)
     return {
-        int(p) for p, c in (line.split(None, 1) for line in out.splitlines()) if c.startswith("fe-")
+        int(p)
+        for p, s, c in (line.split(None, 2) for line in out.splitlines())
+        if c.startswith("fe-") and int(s) == sid
     }
 
 
@@ -133,9 +140,12 @@ def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
         "player_funcs:slow",
     )
     assert s["frames_read"] == 60
-    assert s["dropped_late"] > 0 and s["stalls"] > 0
+    # The analyzer skips the frames it cannot finish before they are due (the
+    # buffer holds them, so the display does not stall): dropped late, and said.
+    assert s["dropped_late"] >= s["not_analyzed_late"] > 0
     assert s["frames_shown"] + s["dropped_late"] == 60  # every frame accounted for
-    assert "buffer ran dry" in p.stderr
+    assert s["timing_error_ms"]["p50"] < 2  # what is shown is shown on time
+    assert "analysis too slow" in p.stderr
 
 
 def test_live_source_drops_at_the_source_when_the_ring_is_full(tmp_path):
