@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(func=_play)
 
     clean = sub.add_parser("clean", help="remove shared-memory segments left by dead runs")
-    clean.add_argument("--quiet", action="store_true")
+    clean.add_argument("--quiet", action="store_true", help="print nothing but errors")
     clean.set_defaults(func=_clean)
     return p
 
@@ -201,7 +201,7 @@ def _clean(args: argparse.Namespace) -> int:
 
     errors: list[tuple[str, str]] = []
     removed = clean_stale(errors)
-    for name in removed:
+    for name in removed if not args.quiet else ():
         print(f"removed {os.path.join(SHM_DIR, name)}")
     for name, why in errors:
         print(f"frame-engine: cannot remove {os.path.join(SHM_DIR, name)}: {why}", file=sys.stderr)

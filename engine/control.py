@@ -53,6 +53,9 @@ class RunConfig:
     max_frames: int | None
     on_error: str  # "stop" or "skip"
     seekable: bool  # a window may seek back after the end: the reader waits for that
+    # A reader started again after one died goes on from where that one stopped:
+    start_epoch: int = 0  # the seek epoch of the frames it goes on with
+    decoded_before: int = 0  # frames the readers before it decoded and published
 
 
 USER_BYTES = SIZE * 8 + ERROR_BYTES  # the ring's user area holds the fields and the text

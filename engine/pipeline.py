@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -182,6 +182,7 @@ class Run:
         # Where a window will open, the user can seek back after the source ended.
         self.seekable = not (self.live or opts.untimed or opts.headless) and display_available()
         self.deaths, self.progress_at_death = 0, -1  # analyzer deaths with no frame between
+        self.reader_deaths, self.reader_progress = 0, -1  # the same for the reader
 
     # ---- set-up and clean-up ------------------------------------------------
 
@@ -248,18 +249,17 @@ class Run:
     # ---- supervision ----------------------------------------------------------
 
     def supervise(self) -> None:
-        """Replace dead analyzers (their frames move on, flagged failed); a reader
-        that died without finishing ends the run."""
+        """Replace dead analyzers (their frames move on, flagged failed) and a dead
+        reader of a seekable source (it goes on after the last frame published); a
+        reader of a live source that died, or one that dies again and again, ends
+        the run."""
         for role, p in list(self.procs.items()):
             if p.is_alive():
                 continue
             why = ctl.reported_error(self.ring)
             if role == "reader":
                 if not self.shared[ctl.READER_DONE]:
-                    raise RunError(
-                        f"{self.info.spec}: the reader process died ({exit_text(p.exitcode)})"
-                        + (f": {why}" if why else "")
-                    )
+                    self._restart_reader(p, why)
                 continue
             if p.exitcode == 0 and self.ring.end_seq is not None:
                 continue  # finished with the stream
@@ -279,6 +279,34 @@ class Run:
                 f"{moved} frame(s) move on unanalyzed; restarted"
             )
             self._spawn_analyzer(int(role[9:]))
+
+    def _restart_reader(self, p: Child, why: str | None) -> None:
+        died = f"the reader process died ({exit_text(p.exitcode)})" + (f": {why}" if why else "")
+        published = self.ring.stats(0)["items"]
+        self.reader_deaths = self.reader_deaths + 1 if published == self.reader_progress else 1
+        self.reader_progress = published
+        # A file or the demo can be read again from any frame; a camera or a stream
+        # cannot, and a live run has moved on meanwhile.
+        restartable = self.info.kind in ("file", "demo") and not self.live
+        if not restartable or why or self.reader_deaths >= MAX_DEATHS:
+            raise RunError(f"{self.info.spec}: {died}")
+        self.ring.reclaim(p.pid)  # frees the producer role; what it claimed is abandoned
+        index, epoch = self.start_frame, 0
+        if published:  # go on after the last frame it published, in that frame's epoch
+            meta = self.layout.meta(self.ring, published - 1)
+            index, epoch = int(meta["index"]) + 1, int(meta["epoch"])
+        remaining = self.cfg.max_frames
+        if remaining is not None and epoch == 0:
+            remaining = max(0, remaining - published)
+        self.cfg = replace(
+            self.cfg,
+            start_frame=index,
+            start_epoch=epoch,
+            max_frames=remaining,
+            decoded_before=published if epoch == 0 else 0,
+        )
+        self.stats.note(f"{died}; restarted at frame {index}")
+        self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
 
     # ---- frames in order ------------------------------------------------------
 

@@ -24,7 +24,7 @@ def run(cfg: ctl.RunConfig) -> None:
         ctl.report_error(ring, str(e))
         raise
     layout, fps = cfg.layout, cfg.source.fps
-    index, epoch, read, source_ended = cfg.start_frame, 0, 0, False
+    index, epoch, read, source_ended = cfg.start_frame, cfg.start_epoch, 0, False
     skipped = 0  # source.frames_skipped as far as `index` counts them
     pace_start, paced = time.monotonic(), 0
     try:
@@ -33,7 +33,9 @@ def run(cfg: ctl.RunConfig) -> None:
         while True:
             if cfg.max_frames is not None and read >= cfg.max_frames or source_ended:
                 # what the source gave: frames read, and those dropped at the source
-                shared[ctl.DECODED] = source.frames_read + shared[ctl.DROPPED_SOURCE]
+                shared[ctl.DECODED] = (
+                    cfg.decoded_before + source.frames_read + shared[ctl.DROPPED_SOURCE]
+                )
                 shared[ctl.SOURCE_END] = epoch + 1
                 if not cfg.seekable:
                     break

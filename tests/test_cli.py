@@ -15,6 +15,8 @@ def test_version_and_clean():
     assert cli("--version").stdout.startswith("frame-engine ")
     p = cli("clean")
     assert p.returncode == 0 and "stale segment(s) removed" in p.stdout
+    p = cli("clean", "--quiet")
+    assert p.returncode == 0 and p.stdout == ""
 
 
 def test_help_shows_examples_and_keys():

@@ -4,6 +4,7 @@ frame numbers drawn in the pixels."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from helpers import tool, wait_until
 
 import engine
+from engine import Ring
 from engine.sources import read_frame_number, write_demo_clip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -344,8 +346,41 @@ def test_a_killed_parent_takes_its_children_and_clean_removes_the_segment():
     assert segments_of(p.pid) == []
 
 
-def test_a_crashed_reader_ends_the_run_with_a_clear_message():
-    p = start_run("--analyze", "edges")
+def test_a_killed_reader_is_restarted_where_it_stopped(tmp_path):
+    """SIGKILL the reader once it has published frames: a new one goes on after the
+    last frame published, and every frame is shown once, in order."""
+    results, stats = tmp_path / "r.jsonl", tmp_path / "s.json"
+    p = start_run(
+        "--analyze", "gray", "--frames", "60", "--buffer", "8",
+        "--results", str(results), "--stats-json", str(stats),
+    )  # fmt: skip
+    wait_until(lambda: segments_of(p.pid) or p.poll() is not None, what="the ring")
+    ring = Ring.open(segments_of(p.pid)[0])
+    try:
+        wait_until(lambda: ring.stats(0)["items"] >= 8, what="frames published")
+    finally:
+        ring.close()
+    reader = next(
+        pid for pid in children(p.pid) if open(f"/proc/{pid}/comm").read().strip() == "fe-reader"
+    )
+    os.kill(reader, signal.SIGKILL)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    m = re.search(r"the reader process died \(killed by SIGKILL\); restarted at frame (\d+)", err)
+    assert m and 8 <= int(m.group(1)) <= 60, err
+    with open(results) as f:
+        indices = [json.loads(line)["frame"] for line in f]
+    # no frame twice, none out of order or out of the clip (a frame an analyzer
+    # skipped as late has no result line)
+    assert indices == sorted(set(indices)) and set(indices) <= set(range(60)), indices
+    s = stats_of(stats)
+    assert s["frames_read"] == s["decoded_frames"] == 60
+    assert s["frames_shown"] + s["dropped_late"] == 60 and len(indices) >= 50
+    assert "decoded" not in err.split("restarted", 1)[1].replace("frames shown", "")
+
+
+def test_a_reader_of_a_live_source_that_dies_ends_the_run_with_a_clear_message():
+    p = start_run("--analyze", "edges", "--live")
     reader = next(
         pid for pid in children(p.pid) if open(f"/proc/{pid}/comm").read().strip() == "fe-reader"
     )
