@@ -40,7 +40,6 @@ from engine.stats import RunStats
 DISPLAY_STAGE = 2
 PREROLL = 4  # frames buffered before the clock starts
 SUPERVISE_S = 0.05  # how often the children are checked
-DRY_WARNING_S = 1.0  # at most one "buffer ran dry" warning per second
 SEEK_S = 5.0
 SPIN_S = 0.0004  # the last stretch before a frame is due is waited awake (timing error)
 IDLE_WAIT_S = 0.004  # the longest the display waits for a frame between looks at keys
@@ -410,7 +409,6 @@ class Player:
         self.clock = Clock(run.info.fps, opts.speed)
         self.hud = False
         self.shown: Shown | None = None
-        self.last_dry_warning = -math.inf
         self.last_stall_due: int | None = None
         self.last_index: int | None = None  # the newest frame shown or dropped
         self.writer = None
@@ -489,6 +487,13 @@ class Player:
         self.publish_clock()
         run.stats.shown(frame["index"], late)
         self.redraw()
+
+    def reanchor(self, index: int, at: float) -> None:
+        """Restart the clock with frame `index` due at `at`, counted, and tell the
+        analyzers."""
+        self.clock.anchor(index, at)
+        self.clock.reanchors += 1
+        self.publish_clock()
 
     def publish_clock(self) -> None:
         """Tell the analyzers the clock, so they skip frames that are already late."""
@@ -650,9 +655,7 @@ class Player:
                 # A live source does not wait for us: frames this far ahead of the clock
                 # are latency to shed (the first frames waited for the analyzers to
                 # start; a pause; a camera faster than it says).  Catch up.
-                self.clock.anchor(ready[0]["index"], now + LIVE_LEAD_S)
-                self.clock.reanchors += 1
-                self.publish_clock()
+                self.reanchor(ready[0]["index"], now + LIVE_LEAD_S)
             if ready and ready[0]["index"] <= due:
                 self.show(ready.popleft(), now)
             elif not ready:
@@ -671,17 +674,13 @@ class Player:
         if due != self.last_stall_due:
             self.last_stall_due = due
             run.stats.stalls += 1
-            if now - self.last_dry_warning >= DRY_WARNING_S and not run.opts.quiet:
-                self.last_dry_warning = now
-                run.stats.warn_dry()
+            run.stats.warn_dry()
         # Starving: the next frame is over REANCHOR_S late and still not here.  The
         # clock restarts a little ahead of now, at the next frame, so the analyzers
         # (which skip what is late) work on frames that can be shown on time.
         nxt = self.last_index + 1
         if self.clock.lateness(nxt, now) > REANCHOR_S:
-            self.clock.anchor(nxt, now + STARVED_LEAD_S)
-            self.clock.reanchors += 1
-            self.publish_clock()
+            self.reanchor(nxt, now + STARVED_LEAD_S)
 
     def _idle_wait(self, now: float) -> float:
         """How long the display may wait for a frame when it has none."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import time
@@ -65,7 +66,7 @@ class RunStats:
         self.display = "headless"
         self.discarded_seek = 0  # buffered frames of before a seek, released unseen
         self._hud: tuple[float, list[str]] = (-1.0, [])
-        self._warned_late = -WARN_EVERY_S
+        self._warned: dict[str, float] = {}  # warning -> when it was last given
         self.first_shown: float | None = None
         self.last_shown: float | None = None
         self.analysis_errors = 0
@@ -85,14 +86,18 @@ class RunStats:
         if not self.quiet:
             print(f"frame-engine: {message}", file=sys.stderr, flush=True)
 
+    def warn(self, message: str) -> None:
+        """note() a warning that keeps applying at most once every WARN_EVERY_S."""
+        now = time.monotonic()
+        if now - self._warned.get(message, -math.inf) >= WARN_EVERY_S:
+            self._warned[message] = now
+            self.note(message)
+
     def warn_dry(self) -> None:
-        self.note("buffer ran dry: frames are not ready in time (analysis or decoding too slow)")
+        self.warn("buffer ran dry: frames are not ready in time (analysis or decoding too slow)")
 
     def warn_late(self) -> None:
-        now = time.monotonic()
-        if now - self._warned_late >= WARN_EVERY_S:
-            self._warned_late = now
-            self.note("analysis too slow: frames it cannot finish before they are due are skipped")
+        self.warn("analysis too slow: frames it cannot finish before they are due are skipped")
 
     def arrived(
         self, index: int, failed: bool, skipped: bool, late: bool, analysis_ns: int
