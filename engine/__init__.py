@@ -1,17 +1,69 @@
-"""frame-engine: play and analyze video in Python in real time."""
+"""frame-engine: play and analyze video in Python in real time.
 
-from engine._ring import Ring, RingAborted
+The names below are loaded on first use (PEP 562), so `from engine import Ring`
+loads neither OpenCV nor pygame."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from engine._version import __version__
-from engine.analysis import Context
-from engine.pipeline import frames, play
-from engine.segments import clean_stale
+
+# name -> the module that defines it
+_EXPORTS = {
+    "Ring": "engine._ring",
+    "RingAborted": "engine._ring",
+    "Context": "engine.analysis",
+    "analysis": "engine.analysis",
+    "AnalysisError": "engine.analysis",
+    "Frame": "engine.pipeline",
+    "frames": "engine.pipeline",
+    "play": "engine.pipeline",
+    "clean_stale": "engine.segments",
+    "SourceError": "engine.sources",
+    "FrameEngineError": "engine.errors",
+    "RunError": "engine.errors",
+    "AnalysisFailed": "engine.errors",
+    "MainGuardError": "engine.errors",
+}
 
 __all__ = [
+    "AnalysisError",
+    "AnalysisFailed",
     "Context",
+    "Frame",
+    "FrameEngineError",
+    "MainGuardError",
     "Ring",
     "RingAborted",
+    "RunError",
+    "SourceError",
     "__version__",
+    "analysis",
     "clean_stale",
     "frames",
     "play",
 ]
+assert sorted(__all__) == sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from engine._ring import Ring, RingAborted
+    from engine.analysis import AnalysisError, Context, analysis
+    from engine.errors import AnalysisFailed, FrameEngineError, MainGuardError, RunError
+    from engine.pipeline import Frame, frames, play
+    from engine.segments import clean_stale
+    from engine.sources import SourceError
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -21,6 +21,7 @@ allocates nothing per frame beyond what OpenCV does inside its functions.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import threading
@@ -30,6 +31,8 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
+
+from engine.errors import FrameEngineError, MainGuardError
 
 __all__ = [
     "BUILTINS",
@@ -49,8 +52,17 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class AnalysisError(Exception):
+class AnalysisError(FrameEngineError):
     """An analysis that cannot be used; one line naming it and the problem."""
+
+
+_importing: list[str] = []  # modules of analyses being imported, innermost last
+
+
+def importing() -> str | None:
+    """The module of an analysis being imported right now, if any: a run started
+    then comes from that module's top level (a script without a main guard)."""
+    return _importing[-1] if _importing else None
 
 
 @dataclass
@@ -219,18 +231,31 @@ BUILTINS: dict[str, Callable[..., Any]] = {
 }
 
 
-def resolve(name: str) -> Analysis:
-    """The analysis called `name`: a built-in, or "module:function" (a dotted path
-    after the colon reaches into classes or objects), imported here. Call it in
-    each worker, and once in the parent to report a bad name early."""
-    if name in BUILTINS:
-        fn = BUILTINS[name]
-    elif name.count(":") == 1 and all(name.split(":")):
-        fn = _import(name)
-    else:
-        choices = ", ".join(BUILTINS)
+def resolve(spec: str | Callable[..., Any]) -> Analysis:
+    """The analysis `spec` names: a built-in, "module:function" (a dotted path
+    after the colon reaches into classes or objects), imported here, or a function
+    defined at the top level of an importable module (the analyzers import it by
+    its module and name). Call it in each worker, and once in the parent to report
+    a bad name early."""
+    if callable(spec) and not isinstance(spec, str):
+        name = _name_of(spec)
+        fn = spec
+    elif not isinstance(spec, str):
         raise AnalysisError(
-            f"analysis {name!r}: no such built-in (choose from {choices}) and not module:function"
+            f"analysis {spec!r}: give a function, a built-in's name or 'module:function'"
+        )
+    elif spec in BUILTINS:
+        name, fn = spec, BUILTINS[spec]
+    elif spec.count(":") == 1 and all(spec.split(":")):
+        name, fn = spec, _import(spec)
+    else:
+        name = spec
+        choices = ", ".join(BUILTINS)
+        close = difflib.get_close_matches(spec.lower(), BUILTINS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise AnalysisError(
+            f"analysis {spec!r}: no such built-in (choose from {choices}) and not "
+            f"module:function{hint}"
         )
     in_place = getattr(fn, "in_place", False)
     lookback = getattr(fn, "lookback", 0)
@@ -251,16 +276,57 @@ def resolve(name: str) -> Analysis:
     return Analysis(name=name, fn=fn, in_place=in_place, lookback=lookback)
 
 
+def _name_of(fn: Callable[..., Any]) -> str:
+    """ "module:qualname" of a function the analyzer processes can import, or
+    AnalysisError saying why they cannot and what to do."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    shown = qualname or repr(fn)
+    if not module or not qualname:
+        raise AnalysisError(
+            f"analysis {shown}: not a function the analyzer processes can import; "
+            "define it with def at the top level of a module"
+        )
+    if qualname.split(".")[-1] == "<lambda>":
+        raise AnalysisError(
+            f"analysis {module}.<lambda>: a lambda cannot be sent to the analyzer "
+            "processes; define the function with def at the top level of a module"
+        )
+    if "<locals>" in qualname:
+        raise AnalysisError(
+            f"analysis {module}.{qualname}: defined inside a function, so the analyzer "
+            "processes cannot import it; define it at the top level of a module"
+        )
+    if module == "__main__":
+        raise AnalysisError(
+            f"analysis __main__.{qualname}: defined in the main script, which the analyzer "
+            "processes do not import; move it to a module (e.g. myanalysis.py next to "
+            "the script) and import it from there"
+        )
+    name = f"{module}:{qualname}"
+    if _import(name) is not fn:
+        raise AnalysisError(
+            f"analysis {module}.{qualname}: importing {name} gives another object; "
+            "pass a function defined at the top level of a module"
+        )
+    return name
+
+
 def _import(name: str) -> Callable[..., Any]:
     """The function named by "module:function", or AnalysisError."""
     module_name, _, path = name.partition(":")
+    _importing.append(module_name)
     try:
         target: Any = importlib.import_module(module_name)
+    except MainGuardError:
+        raise  # its own message says it all
     except Exception as e:  # an import runs the user's code: anything can happen
         raise AnalysisError(
             f"analysis {name!r}: cannot import {module_name}: {type(e).__name__}: "
             + " ".join(str(e).split())
         ) from e
+    finally:
+        _importing.pop()
     for part in path.split("."):
         try:
             target = getattr(target, part)

@@ -3,6 +3,8 @@ on each frame in place."""
 
 from __future__ import annotations
 
+import base64
+import pickle
 import time
 import traceback
 from collections import deque
@@ -13,7 +15,7 @@ import numpy as np
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.analysis import Analysis, Context, resolve
-from engine.slots import ERROR, LATE, OK, SKIPPED, SlotLayout
+from engine.slots import ERROR, LATE, OK, SKIPPED, ResultError, SlotLayout
 
 STAGE = 1
 
@@ -76,28 +78,45 @@ def analyze_frame(
     t0 = time.perf_counter_ns()
     try:
         result = analysis.fn(frame, out, ctx)
-        layout.write_result(ring, seq, meta, result)
-        meta["status"] = OK
     except Exception as e:  # the user's function: report, do not die
         meta["analysis_ns"] = time.perf_counter_ns() - t0
+        report = failure_report(e)
+    else:
+        meta["analysis_ns"] = time.perf_counter_ns() - t0
+        try:
+            layout.write_result(ring, seq, meta, result)
+            meta["status"] = OK
+            report = None
+        except ResultError as e:  # it returned what cannot be stored: say what
+            report = {"error": f"returned {e}"}
+    if report is not None:
         if skip:
             if not analysis.in_place:
                 np.copyto(out, frame)  # show the frame unanalyzed
-            layout.write_result(ring, seq, meta, {"error": f"{type(e).__name__}: {e}"})
+            report.pop("traceback", None)
+            report.pop("exception", None)
             meta["status"] = SKIPPED
         else:
-            report = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-            try:
-                layout.write_result(ring, seq, meta, report)
-            except ValueError:  # a huge traceback: keep its end
-                report["traceback"] = report["traceback"][-8000:]
-                report["error"] = report["error"][:4000]
-                layout.write_result(ring, seq, meta, report)
             meta["status"] = ERROR
-    else:
-        meta["analysis_ns"] = time.perf_counter_ns() - t0
+        layout.write_result(ring, seq, meta, report)
     if pacer is not None:
         pacer.took(int(meta["analysis_ns"]))
+
+
+def failure_report(e: Exception) -> dict:
+    """An exception of the user's function as the display reads it: one line, the
+    traceback, and the exception itself pickled (so the API can raise it again),
+    all within a frame's result area."""
+    report = {"error": f"raised {type(e).__name__}: {' '.join(str(e).split())}"[:2000]}
+    report["traceback"] = traceback.format_exc()[-6000:]
+    try:
+        pickled = base64.b64encode(pickle.dumps(e)).decode()
+        pickle.loads(base64.b64decode(pickled))  # what cannot come back is not sent
+        if len(pickled) <= 4000:
+            report["exception"] = pickled
+    except Exception:
+        pass
+    return report
 
 
 def run(cfg: ctl.RunConfig, worker: int) -> None:

@@ -177,7 +177,13 @@ def _play(args: argparse.Namespace) -> int:
     # The flags only force these on; left off, the source and the machine decide.
     options["headless"] = True if args.headless else None
     options["live"] = True if args.live else None
-    stats = play(args.source, **options)
+    try:
+        stats = play(args.source, **options)
+    except BaseException as e:  # Ctrl-C, SIGTERM: the figures of the run, then why
+        stopped = getattr(e, "stats", None)
+        if not args.quiet and stopped and stopped["ended"] in ("interrupted", "terminated"):
+            _report(stopped, args)
+        raise
     if not args.quiet:
         _report(stats, args)
     return 0
@@ -185,7 +191,10 @@ def _play(args: argparse.Namespace) -> int:
 
 def _report(stats: dict, args: argparse.Namespace) -> None:
     declared, decoded = stats["declared_frames"], stats["decoded_frames"]
-    if declared and decoded < declared and not args.frames and not args.start:
+    # Only a run that played to the end, from the start and without seeks, can tell
+    # that frames are missing.
+    whole = stats["ended"] == "end" and not stats["seeks"] and not args.frames and not args.start
+    if declared and decoded < declared and whole:
         print(
             f"frame-engine: {args.source}: decoded {decoded} of {declared} declared frames "
             "(the file ends early or is damaged)",
@@ -213,13 +222,12 @@ def _clean(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
-    from engine.analysis import AnalysisError
-    from engine.pipeline import RunError, Terminated
-    from engine.sources import SourceError
+    from engine.errors import FrameEngineError
+    from engine.pipeline import Terminated
 
     try:
         return args.func(args)
-    except (RunError, SourceError, AnalysisError) as e:
+    except FrameEngineError as e:
         detail = getattr(e, "detail", None)
         if debug:
             print(detail or traceback.format_exc(), file=sys.stderr, end="")

@@ -4,21 +4,24 @@ stops them and removes the segment."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import pickle
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from engine import control as ctl
 from engine._ring import Ring
-from engine.analysis import resolve
+from engine.analysis import importing, resolve
 from engine.clock import REANCHOR_S, Clock
 from engine.display import (
     PAUSE,
@@ -31,6 +34,7 @@ from engine.display import (
     WindowView,
     display_available,
 )
+from engine.errors import AnalysisFailed, RemoteTraceback, RunError, refuse_nested_run
 from engine.procs import Child
 from engine.segments import clean_stale
 from engine.slots import ERROR, LATE, SKIPPED, SlotLayout
@@ -49,15 +53,6 @@ JOIN_S = 1.5  # children get this long to stop before they are killed
 MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
 
 
-class RunError(Exception):
-    """A run that cannot go on: one line naming the input and the problem."""
-
-    def __init__(self, message: str, detail: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.detail = detail  # a traceback, shown with --debug
-        self.exit_code = exit_code
-
-
 class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C, through every cleanup."""
 
@@ -69,7 +64,7 @@ def default_workers() -> int:
 @dataclass
 class PlayOptions:
     source: str | int | None = "demo"
-    analyze: str = "none"
+    analyze: str | Callable[..., Any] = "none"  # a name, or a function in a module
     workers: int | None = None
     buffer: int | None = None  # frames; default 2 s of video
     max_memory: int = 512 * 2**20
@@ -151,6 +146,7 @@ class Run:
     stats: RunStats = field(init=False)
 
     def __post_init__(self) -> None:
+        refuse_nested_run(importing())  # before anything is made: nothing to undo
         opts = self.opts
         opts.check()
         spec = "demo" if opts.source is None else opts.source
@@ -206,7 +202,7 @@ class Run:
             ring_name=self.ring.name,
             layout=self.layout,
             source=self.info,
-            analyze=self.opts.analyze,
+            analyze=self.analysis.name,
             # a batch must fit beside the frame on screen and the lookback behind it
             batch=max(1, min(self.opts.batch, self.slots - 1 - self.analysis.lookback)),
             live=self.live,
@@ -349,21 +345,43 @@ class Run:
         result = None if failed or late else self.layout.read_result(self.ring, seq, meta)
         index = int(meta["index"])
         if status == ERROR and not failed:
-            raise RunError(
-                f"{self.info.spec}: frame {index}: analysis '{self.analysis.name}' raised "
-                f"{result['error']}",
-                detail=result.get("traceback"),
-            )
+            self._analysis_failed(index, result)
+        if status == SKIPPED and not failed:
+            self.stats.analysis_error(index, result["error"])
         self.stats.arrived(index, failed, status == SKIPPED, late, int(meta["analysis_ns"]))
         analyzed = not (failed or late or status == SKIPPED)
         return {
             "seq": seq,
             "index": index,
+            "pts": float(meta["pts"]),
             "failed": failed,
             "late": late,
             "result": result,
             "analyzed": analyzed,
         }
+
+    def _analysis_failed(self, index: int, report: dict) -> None:
+        """Stop the run: the analysis raised (or returned what cannot be stored) on
+        frame `index`. The user's exception, where it came back from the analyzer,
+        is the cause, with the traceback there as its own cause."""
+        error = AnalysisFailed(
+            f"{self.info.spec}: frame {index}: analysis '{self.analysis.name}' {report['error']}",
+            frame=index,
+            detail=report.get("traceback"),
+        )
+        cause = None
+        if "exception" in report:
+            try:
+                cause = pickle.loads(base64.b64decode(report["exception"]))
+            except Exception:  # a class the parent cannot import: the text will do
+                cause = None
+        if report.get("traceback"):
+            remote = RemoteTraceback(report["traceback"])
+            if isinstance(cause, BaseException):
+                cause.__cause__ = remote
+            else:
+                cause = remote
+        raise error from cause
 
     def image(self, frame: dict) -> np.ndarray:
         """What is shown for a frame: the analysis output, or the frame itself when
@@ -568,6 +586,7 @@ class Player:
                 if run.info.declared_frames:
                     target = min(target, run.info.declared_frames - 1)
                 self.seek(target)
+                run.stats.seeks += 1
         return True
 
     def seek(self, target: int) -> None:
@@ -602,6 +621,7 @@ class Player:
         while True:
             now = time.monotonic()
             if not self._events(now):
+                run.stats.ended = "quit"
                 return
             if now >= next_supervise:
                 run.supervise()
@@ -716,8 +736,12 @@ def play(source: str | int | None = "demo", **options) -> dict:
         player = Player(run)
         try:
             player.play()
-        finally:
+        except BaseException as e:
+            run.stats.ended = ENDED_BY.get(type(e), "error")
             run.stats.finished(run)
+            e.stats = run.stats.as_dict()  # the command line still sums the run up
+            raise
+        run.stats.finished(run)
         return run.stats.as_dict()
     finally:
         run.stop()
@@ -727,10 +751,27 @@ def play(source: str | int | None = "demo", **options) -> dict:
             run.stats.write_json(run.opts.stats_json)
 
 
-def frames(source: str | int | None = "demo", **options) -> Iterator[tuple[np.ndarray, object]]:
-    """Analyzed frames in order, as fast as they come: (image, result) pairs.  The
-    image is a read-only view into the ring, valid until the next iteration (copy
-    it to keep it)."""
+@dataclass(frozen=True)
+class Frame:
+    """An analyzed frame, as `frames()` gives it. It unpacks as the pair
+    `image, result`; `index` is the frame's number in the source, `pts` its time
+    in seconds, and `status` "ok", or "skipped" (the analysis raised under
+    on_error="skip"; result holds the error) or "failed" (its analyzer died)."""
+
+    image: np.ndarray  # read-only view into the ring, valid until the next frame
+    result: Any
+    index: int
+    pts: float
+    status: str = "ok"
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.image, self.result))
+
+
+def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
+    """Analyzed frames in order, as fast as they come (`Frame`s, which unpack as
+    `image, result`). The image is a read-only view into the ring, valid until the
+    next iteration (copy it to keep it). Leaving the loop stops the run."""
     options.setdefault("untimed", True)
     for name in ("output", "results", "stats_json", "headless"):
         if options.get(name) is not None:
@@ -739,10 +780,14 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[tuple[np.nd
     try:
         run.start()
         for frame in run.frames():
-            yield run.image(frame), frame["result"]
+            status = "failed" if frame["failed"] else "ok" if frame["analyzed"] else "skipped"
+            yield Frame(run.image(frame), frame["result"], frame["index"], frame["pts"], status)
     finally:
         run.stop()
 
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
+
+
+ENDED_BY = {KeyboardInterrupt: "interrupted", Terminated: "terminated"}

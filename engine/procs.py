@@ -13,6 +13,8 @@ import subprocess
 import sys
 import traceback
 
+from engine.errors import CHILD_ENV
+
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
@@ -39,8 +41,11 @@ class Child:
 
     def __init__(self, name: str, target: str, args: tuple, debug: bool = False) -> None:
         self.name = name
+        # The role in the environment: a run started in the child (a script without
+        # a main guard, imported for its analysis) is refused, not multiplied.
+        env = dict(os.environ, **{CHILD_ENV: name})
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, close_fds=True
+            [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, close_fds=True, env=env
         )
         payload = (name, os.getpid(), target, args, debug)
         try:

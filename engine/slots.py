@@ -28,6 +28,63 @@ META = np.dtype(
 # not analyzed because it could no longer be shown in time (dropped late).
 OK, ERROR, SKIPPED, LATE = 0, 1, 2, 3
 RESULT_BYTES = 16384  # room for the analysis result (JSON) or an error report
+ARRAY_VALUES = 1024  # a numpy array in a result is stored as a list up to this size
+
+
+class ResultError(ValueError):
+    """What an analysis returned cannot be stored: the message says what it was
+    and what is expected, after the word "returned"."""
+
+
+EXPECTED = "expected a dict of numbers, strings and lists, or None"
+
+
+def _brief(value: object) -> str:
+    """A value as a message shows it: its type, and a short repr."""
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(value).__name__} {text}"
+
+
+def _plain(value: object) -> object:
+    """json.dumps' fallback: numpy scalars as numbers, small arrays as lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size <= ARRAY_VALUES:
+        return value.tolist()
+    if isinstance(value, np.ndarray):
+        raise ResultError(
+            f"{_brief(value)} in its result: at most {ARRAY_VALUES} values of an array "
+            "are stored (draw images on `out`; return figures)"
+        )
+    raise ResultError(f"{_brief(value)} in its result; {EXPECTED}")
+
+
+def encode_result(payload: object) -> bytes:
+    """The JSON of what an analysis returned (numpy scalars and small arrays
+    become plain numbers and lists), or ResultError saying why it cannot be."""
+    if payload is None:
+        return b""
+    if not isinstance(payload, dict):
+        hint = (
+            " (draw on `out` rather than return an image)"
+            if isinstance(payload, np.ndarray) and payload.ndim >= 2
+            else ""
+        )
+        raise ResultError(f"{_brief(payload)}; {EXPECTED}{hint}")
+    try:
+        data = json.dumps(payload, separators=(",", ":"), default=_plain).encode()
+    except ResultError:
+        raise
+    except (TypeError, ValueError) as e:  # a key that is not a string, a cycle
+        raise ResultError(f"a dict that is not JSON ({e}); {EXPECTED}") from None
+    if len(data) > RESULT_BYTES:
+        raise ResultError(
+            f"a result of {len(data)} bytes as JSON; at most {RESULT_BYTES} fit in a frame"
+        )
+    return data
 
 
 def _align(n: int, to: int = 64) -> int:
@@ -77,12 +134,8 @@ class SlotLayout:
         return ring.view(seq, shape=(), dtype=META, offset=self.meta_offset)
 
     def write_result(self, ring: Ring, seq: int, meta: np.ndarray, payload: object) -> None:
-        """Store a JSON-able payload; raise ValueError if it does not fit."""
-        data = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else b""
-        if len(data) > RESULT_BYTES:
-            raise ValueError(
-                f"result of {len(data)} bytes is larger than the {RESULT_BYTES} bytes a frame has"
-            )
+        """Store a result (see encode_result); ResultError if it cannot be stored."""
+        data = encode_result(payload)
         if data:
             ring.view(seq, shape=(len(data),), offset=self.result_offset)[:] = np.frombuffer(
                 data, np.uint8

@@ -31,6 +31,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.errors import FrameEngineError  # noqa: E402
+
 __all__ = [
     "DEMO_FPS",
     "DEMO_FRAMES",
@@ -60,7 +62,7 @@ UNDECODABLE_RUN = 100
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-class SourceError(Exception):
+class SourceError(FrameEngineError):
     """A source that cannot be used. The message is one line naming the input and
     the problem, e.g. "video.mp4: no such file"."""
 

@@ -18,6 +18,7 @@ RATE_WINDOW_S = 1.0
 WARN_EVERY_S = 1.0  # a warning that keeps applying is repeated at most this often
 SAMPLES_KEPT = 100_000  # values kept per figure: a run's memory must not grow with its length
 RECENT = 300  # the HUD's figures are over the last this many frames
+DISTINCT_ERRORS = 20  # analysis errors (type and message) told apart and kept, per run
 
 
 def _percentiles(values, qs) -> list[float | None]:
@@ -70,6 +71,11 @@ class RunStats:
         self.first_shown: float | None = None
         self.last_shown: float | None = None
         self.analysis_errors = 0
+        # --on-error skip: each distinct error (type and message) with its count and
+        # first frame; past DISTINCT_ERRORS, errors are counted only
+        self.errors: dict[str, dict] = {}
+        self.ended = "end"  # why the run ended: end, quit, interrupted, terminated, error
+        self.seeks = 0
         self.analysis_ms = Samples()
         self.timing_error_ms = Samples()
         self.t_start = self.t_end = time.monotonic()
@@ -98,6 +104,26 @@ class RunStats:
 
     def warn_late(self) -> None:
         self.warn("analysis too slow: frames it cannot finish before they are due are skipped")
+
+    def analysis_error(self, index: int, error: str) -> None:
+        """The analysis failed on frame `index` and the run goes on (--on-error
+        skip): say so once per distinct error, and keep count."""
+        known = self.errors.get(error)
+        if known is not None:
+            known["count"] += 1
+            return
+        if len(self.errors) >= DISTINCT_ERRORS:
+            return  # counted in analysis_errors, not told apart
+        self.errors[error] = {"error": error, "count": 1, "first_frame": index}
+        more = (
+            ""
+            if len(self.errors) < DISTINCT_ERRORS
+            else "; further distinct errors are counted only"
+        )
+        self.note(
+            f"frame {index}: analysis '{self.analysis}' {error} "
+            f"(frame shown unanalyzed; --on-error skip counts the same error again silently{more})"
+        )
 
     def arrived(
         self, index: int, failed: bool, skipped: bool, late: bool, analysis_ns: int
@@ -176,6 +202,12 @@ class RunStats:
         wall = max(self.t_end - self.t_start, 1e-9)
         read, analyzed = st[0]["items"], self._analyzed(st)
         a50, a95 = _percentiles(self.analysis_ms.values(), [50, 95])
+        # The reader says what it decoded when it stops; a run stopped before that
+        # (q, Ctrl-C, an error) counts what it published.
+        decoded = int(run.shared[ctl.DECODED]) or read + int(run.shared[ctl.DROPPED_SOURCE])
+        # Every frame read was shown, dropped late, discarded by a seek, or was still
+        # in the buffer (or on its way to the display) when the run stopped.
+        left = max(0, read - self.frames_shown - self.dropped_late - self.discarded_seek)
         e50, e99 = _percentiles(self.timing_error_ms.values(), [50, 99])
         self.final = {
             "source": self.info.spec,
@@ -190,10 +222,14 @@ class RunStats:
             "stalls": self.stalls,
             "failed": self.failed,
             "analysis_errors": self.analysis_errors,
+            "errors": list(self.errors.values()),
             "not_analyzed_late": self.not_analyzed_late,
             "discarded_seek": self.discarded_seek,
             "declared_frames": self.info.declared_frames,
-            "decoded_frames": int(run.shared[ctl.DECODED]),
+            "decoded_frames": decoded,
+            "left_unplayed": left,
+            "seeks": self.seeks,
+            "ended": self.ended,
             "source_fps": self.info.fps,
             "wall_s": round(wall, 3),
             "fps": {
@@ -227,10 +263,31 @@ class RunStats:
 
 
 def summary_line(s: dict) -> str:
-    """The run in one line, for the end of a headless run."""
-    return (
-        f"{s['frames_shown']} frames shown of {s['frames_read']} read in {s['wall_s']:.2f} s "
-        f"({s['fps']['display']:.1f} fps); dropped {s['dropped_late']} late"
-        + (f", {s['dropped_source']} at the source" if s["dropped_source"] else "")
-        + f"; {s['stalls']} stalls; {s['failed']} failed"
+    """The run in one line, for the end of a headless run: where every frame read
+    went, and the steady display rate."""
+    fps = s["fps"]["display_steady"] or s["fps"]["display"]
+    parts = [f"{s['frames_shown']} shown", f"{s['dropped_late']} dropped late"]
+    if s["discarded_seek"]:
+        parts.append(f"{s['discarded_seek']} discarded by seeks")
+    if s["left_unplayed"]:
+        parts.append(f"{s['left_unplayed']} left unplayed")
+    line = (
+        f"{s['frames_read']} frames read: " + ", ".join(parts) + f"; {fps:.1f} fps"
+        f" in {s['wall_s']:.2f} s"
     )
+    if s["dropped_source"]:
+        line += f"; {s['dropped_source']} dropped at the source"
+    line += f"; {s['stalls']} stalls; {s['failed']} failed"
+    if s["analysis_errors"]:
+        line += f"; {s['analysis_errors']} analysis errors skipped"
+    if s["ended"] != "end":
+        line += f" ({ENDED[s['ended']]})"
+    return line
+
+
+ENDED = {
+    "quit": "stopped by the user",
+    "interrupted": "interrupted",
+    "terminated": "terminated",
+    "error": "stopped by an error",
+}

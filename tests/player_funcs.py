@@ -48,3 +48,33 @@ def not_json(frame, out, ctx):
 def crash(frame, out, ctx):
     """Takes the whole analyzer process down on every frame."""
     os._exit(3)
+
+
+def keyerror(frame, out, ctx):
+    """Raises on every frame, with a message that differs on odd frames."""
+    raise KeyError("odd" if ctx.frame_index % 2 else "even")
+
+
+def numpy_result(frame, out, ctx):
+    """numpy scalars and a small array, as people write them."""
+
+    mask = frame[:8, :8, 0] > 127
+    return {"n": mask.sum(), "mean": frame[:8, :8].mean(), "flag": mask.any(), "row": mask[0]}
+
+
+def returns_image(frame, out, ctx):
+    return out
+
+
+def returns_tuple(frame, out, ctx):
+    return (ctx.frame_index, 1.5)
+
+
+class UserError(Exception):
+    """An exception class of the user's own."""
+
+
+def user_error(frame, out, ctx):
+    if ctx.frame_index == 5:
+        raise UserError(f"bad frame {ctx.frame_index}")
+    return {"i": ctx.frame_index}
