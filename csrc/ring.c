@@ -627,6 +627,21 @@ static uint64_t slot_stride(uint64_t slot_bytes, uint32_t slots, uint64_t page)
     return stride;
 }
 
+/* FE_SHM_TAG: 1 to 16 letters put before the counter in the names fe_create()
+ * makes ("fe-<pid>-<tag><n>"), so that a test suite, or any program, can tell
+ * its own segments from those of other programs sharing /dev/shm.  Anything
+ * else in it is ignored. */
+static const char *name_tag(void)
+{
+    const char *tag = getenv("FE_SHM_TAG");
+    if (!tag)
+        return "";
+    size_t n = 0;
+    while (tag[n] && n <= 16 && ((tag[n] >= 'a' && tag[n] <= 'z') || (tag[n] >= 'A' && tag[n] <= 'Z')))
+        n++;
+    return (n >= 1 && n <= 16 && tag[n] == '\0') ? tag : "";
+}
+
 int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
 {
     static _Atomic unsigned counter;
@@ -651,7 +666,7 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
         if (name)
             snprintf(buf, sizeof buf, "/%s", name[0] == '/' ? name + 1 : name);
         else
-            snprintf(buf, sizeof buf, "/fe-%d-%u", (int)getpid(),
+            snprintf(buf, sizeof buf, "/fe-%d-%s%u", (int)getpid(), name_tag(),
                      atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed));
         fd = shm_open(buf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && (errno != EEXIST || name))

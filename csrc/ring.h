@@ -86,7 +86,8 @@ typedef struct fe_stage_stats {
 
 typedef struct fe_ring fe_ring;
 
-/* Lifecycle.  `name` may be NULL for fe_create: a name "fe-<pid>-<n>" is made.
+/* Lifecycle.  `name` may be NULL for fe_create: a name "fe-<pid>-<n>" is made
+ * ("fe-<pid>-<tag><n>" with FE_SHM_TAG=<tag>, 1 to 16 letters, in the environment).
  * The creator must fe_unlink() the name; fe_close() only unmaps. */
 int fe_create(const char *name, const fe_config *cfg, fe_ring **out);
 int fe_open(const char *name, fe_ring **out);

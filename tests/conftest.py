@@ -11,28 +11,27 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != ROOT]
 os.environ["PYTHONSAFEPATH"] = "1"
 
 import pytest  # noqa: E402
-
-SHM = "/dev/shm"
-
-
-def fe_segments() -> set[str]:
-    return {n for n in os.listdir(SHM) if n.startswith("fe-")}
+from helpers import SHM, our_segments  # noqa: E402  (sets FE_SHM_TAG)
 
 
-def ours_or_orphaned(name: str) -> bool:
-    """Made by this process, or by one that is gone (a child of a test). A live
-    process's segment belongs to someone else running on this machine."""
-    pid = int(name.split("-")[1])
-    return pid == os.getpid() or not os.path.exists(f"/proc/{pid}")
+def running(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_segments():
-    """Every test leaves /dev/shm as it found it."""
-    before = fe_segments()
+    """Every test removes the segments its processes made: those of this process
+    (a ring still open here is a leak too) and of its children, once they are gone
+    (one still running is some other test's process, or a leaked one, reported
+    where it exits)."""
+    before = our_segments()
     yield
-    leaked = {n for n in fe_segments() - before if ours_or_orphaned(n)}
-    for name in leaked:  # so that one leak does not fail every later test
+    leaked = set()
+    for name in our_segments() - before:
+        pid = int(name.split("-")[1])
+        if pid == os.getpid() or not running(pid):
+            leaked.add(name)
+    for name in leaked:  # ours: so that one leak does not fail every later test
         os.unlink(os.path.join(SHM, name))
     assert not leaked, f"segments left in /dev/shm: {sorted(leaked)}"
 

@@ -1,6 +1,23 @@
 """Shared test helpers."""
 
+import os
+import random
+import re
+import string
 import time
+
+SHM = "/dev/shm"
+# Every ring this test session's processes make without a name of their own is
+# named fe-<pid>-<TAG><n> (children inherit the variable): tests look at those
+# only, never at segments of other programs or other test runs sharing /dev/shm.
+TAG = "T" + "".join(random.choices(string.ascii_letters, k=10))
+os.environ["FE_SHM_TAG"] = TAG
+_OURS = re.compile(rf"^fe-\d+-{TAG}\d+$")
+
+
+def our_segments() -> set[str]:
+    """The segments in /dev/shm that processes of this test session made."""
+    return {n for n in os.listdir(SHM) if _OURS.match(n)}
 
 
 def wait_until(cond, what: str, timeout: float = 20.0, interval: float = 0.001):

@@ -253,12 +253,15 @@ def test_the_children_are_found_and_gone_after_the_run(clips, workdir):
     path = write(workdir, clip, clip.data, "whole")
     p, stats_path, marker = start(path)
     want = {"fe-reader", "fe-analyze-1", "fe-analyze-2"}
+    seen: set[str] = set()  # over time: the reader may be done before an analyzer starts
+
+    def all_seen() -> bool:
+        seen.update(processes_marked(marker).values())
+        return want <= seen or p.poll() is not None
+
     try:
-        wait_until(
-            lambda: want <= set(processes_marked(marker).values()) or p.poll() is not None,
-            what="the run's children to start",
-        )
-        assert want <= set(processes_marked(marker).values()), "the run ended first"
+        wait_until(all_seen, what="the run's children to start")
+        assert want <= seen, f"the run ended first; seen {sorted(seen)}"
     finally:
         run = finish(p, path, stats_path, marker)
     assert check(run)["decoded_frames"] == FRAMES

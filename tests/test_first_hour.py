@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import tool, wait_until
+from helpers import our_segments, tool, wait_until
 
 import engine
 from engine.analysis import AnalysisError, resolve
@@ -57,7 +57,7 @@ def run_script(tmp_path, body, timeout=60):
     afterwards. Returns (returncode, stderr, segments left by any of its pids)."""
     script = tmp_path / "myscript.py"
     script.write_text(textwrap.dedent(body))
-    before = {n for n in os.listdir("/dev/shm") if n.startswith("fe-")}
+    before = our_segments()
     p = subprocess.Popen(
         [sys.executable, str(script)],
         cwd=tmp_path,
@@ -78,9 +78,8 @@ def run_script(tmp_path, body, timeout=60):
             os.killpg(p.pid, signal.SIGKILL)  # anything of its group still alive
         except ProcessLookupError:
             pass
-    new = {n for n in os.listdir("/dev/shm") if n.startswith("fe-")} - before
-    # ours (its pids are of its session); remove, then report
-    for name in new:
+    new = our_segments() - before
+    for name in new:  # remove, then report
         os.unlink(os.path.join("/dev/shm", name))
     return p.returncode, err, sorted(new)
 

@@ -324,3 +324,31 @@ def test_user_area_is_shared_between_handles(make_ring):
         plain.user()
     with pytest.raises(ValueError, match="user_bytes"):
         Ring.create(slots=2, slot_bytes=8, stages=("ordered",), user_bytes=1 << 20)
+
+
+@pytest.mark.parametrize(
+    "tag, pattern",
+    [
+        ("Tabc", r"fe-\d+-Tabc\d+"),
+        ("", r"fe-\d+-\d+"),
+        ("bad-tag9", r"fe-\d+-\d+"),
+        ("x" * 17, r"fe-\d+-\d+"),
+    ],
+)
+def test_fe_shm_tag_marks_the_names_a_program_makes(tag, pattern):
+    """FE_SHM_TAG (letters only, 1 to 16) goes into the names fe_create() makes, so
+    a program can tell its segments from others'; anything else is ignored."""
+    import re
+    import subprocess
+    import sys
+
+    code = (
+        "from engine import Ring\n"
+        "r = Ring.create(slots=2, slot_bytes=64)\n"
+        "print(r.name); r.close(); r.unlink()\n"
+    )
+    env = dict(os.environ, FE_SHM_TAG=tag)
+    name = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
+    assert re.fullmatch(pattern, name), name
