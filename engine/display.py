@@ -46,6 +46,27 @@ def autofit_box(desktops: list[tuple[int, int]]) -> tuple[int, int]:
     return max(1, int(w * AUTOFIT)), max(1, int(h * AUTOFIT))
 
 
+def clock_text(seconds: float, hours: bool = False) -> str:
+    """00:12.4, or 1:02:03.4 past an hour (or with `hours`); floored, as mpv does."""
+    if not math.isfinite(seconds):
+        return "--:--.-"
+    tenths = math.floor(max(seconds, 0.0) * 10 + 1e-6)
+    minutes, tenths = divmod(tenths, 600)
+    h, m = divmod(minutes, 60)
+    if h or hours:
+        return f"{h}:{m:02d}:{tenths // 10:02d}.{tenths % 10}"
+    return f"{m:02d}:{tenths // 10:02d}.{tenths % 10}"
+
+
+def position_text(pts: float, index: int, duration: float | None) -> str:
+    """Where playback is, for the title and the overlay: the frame's time, the
+    duration where known, and the frame number ("00:12.4 / 01:05.0, frame 372")."""
+    if duration is None:
+        return f"{clock_text(pts)}, frame {index}"
+    hours = duration >= 3600
+    return f"{clock_text(pts, hours)} / {clock_text(duration, hours)}, frame {index}"
+
+
 def display_available() -> bool:
     """True where a window can be opened: an X or Wayland display, or an SDL video
     driver chosen explicitly (SDL_VIDEODRIVER=dummy in tests)."""

@@ -1,6 +1,6 @@
 """The window: it fits the screen (mpv's autofit), shows the frame scaled with its
-aspect ratio kept on black however the window is sized, and goes full screen and
-back without a word on stderr.
+aspect ratio kept on black however the window is sized, goes full screen and back
+without a word on stderr, and says where playback is in its title and overlay.
 
 Driven as tests/test_keys.py does: SDL's dummy driver (a 1024x768 desktop) and key
 presses posted to its real event queue by a script."""
@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -74,6 +75,13 @@ def test_fit_keeps_the_aspect_ratio_and_never_enlarges_a_new_window():
     assert display.fit((640, 360), (1000, 1000), upscale=True) == (1000, 562)
     # two screens: the window fits the smaller one, whichever it opens on
     assert display.autofit_box([(2560, 1440), (1280, 800)]) == (1152, 720)
+
+
+def test_position_text_says_time_duration_and_frame():
+    assert display.position_text(372 / 30, 372, 65.0) == "00:12.4 / 01:05.0, frame 372"
+    assert display.position_text(59.99, 1799, None) == "00:59.9, frame 1799"  # live: no duration
+    assert display.position_text(3725.25, 5, 7200.0) == "1:02:05.2 / 2:00:00.0, frame 5"
+    assert display.position_text(12.0, 360, 4000.0) == "0:00:12.0 / 1:06:40.0, frame 360"
 
 
 def test_a_clip_larger_than_the_screen_opens_scaled_to_fit_it(scripted):
@@ -227,3 +235,102 @@ def test_f_under_a_real_x_server_keeps_stderr_clean(tmp_path):
     windowed, full, back = json.loads(child.stdout)
     assert windowed == [1152, 648]  # the demo fitted into 90% of 1280x800
     assert full == [1280, 800] and back == windowed
+
+
+def caption_recorder(monkeypatch):
+    import pygame
+
+    captions = []
+    real = pygame.display.set_caption
+
+    def set_caption(title, *a):
+        captions.append((time.monotonic(), title))
+        return real(title, *a)
+
+    monkeypatch.setattr(pygame.display, "set_caption", set_caption)
+    return captions
+
+
+def test_the_title_shows_the_position_and_follows_a_step_while_paused(scripted, monkeypatch):
+    import pygame
+
+    captions = caption_recorder(monkeypatch)
+    shown, install = scripted
+    state = {"phase": "play", "t0": time.monotonic()}
+
+    def caption_says(text):
+        if text in pygame.display.get_caption()[0]:
+            return True
+        if time.monotonic() - state["t0"] > 10:  # a generous bound: fail, not hang
+            state["phase"] = "timed out"
+        return False
+
+    def script(shown, n):
+        phase = state["phase"]
+        if phase == "play" and len(shown) == 40:
+            state["phase"], state["t_pause"] = "pause", time.monotonic()
+            return ["space"]
+        if phase == "pause" and caption_says(f"frame {shown[-1]}]"):
+            state["phase"], state["paused"], state["t0"] = "step", shown[-1], time.monotonic()
+            state["title paused"] = pygame.display.get_caption()[0]
+            return ["."]
+        if phase == "step" and caption_says(f"frame {state['paused'] + 1}]"):
+            state["phase"] = "done"
+            state["title stepped"] = pygame.display.get_caption()[0]
+            return ["q"]
+        return ["q"] if phase == "timed out" else []
+
+    install(script)
+    run(speed=2)
+    assert state["phase"] == "done", state
+    k = state["paused"]
+    assert (
+        state["title paused"]
+        == f"frame-engine: demo [paused 00:01.{k % 30 // 3} / 00:10.0, frame {k}]"
+    )
+    k += 1
+    assert (
+        state["title stepped"]
+        == f"frame-engine: demo [paused 00:01.{k % 30 // 3} / 00:10.0, frame {k}]"
+    )
+    # While playing, the title followed the frames, at most 4 times a second.
+    playing = [(t, c) for t, c in captions if "[playing " in c and t < state["t_pause"]]
+    assert len(playing) >= 3
+    span = playing[-1][0] - playing[0][0]
+    assert len(playing) <= span / display.CAPTION_EVERY_S + 2
+
+
+def test_the_overlay_shows_the_position(scripted, monkeypatch):
+    shown, install = scripted
+    huds = []
+    real_redraw = display.WindowView.redraw
+
+    def redraw(self, hud, title):
+        if hud and shown:
+            huds.append((shown[-1], hud[0]))
+        return real_redraw(self, hud, title)
+
+    monkeypatch.setattr(display.WindowView, "redraw", redraw)
+    state = {"phase": "play"}
+
+    def script(shown, n):
+        if state["phase"] == "play" and len(shown) == 3:
+            state["phase"] = "hud"
+            return ["i"]
+        if state["phase"] == "hud" and len(shown) == 8:
+            state["phase"], state["at"], state["index"] = "paused", n, shown[-1]
+            return ["space", "."]
+        if state["phase"] == "paused" and n - state["at"] == 30:
+            return ["q"]
+        return []
+
+    install(script)
+    run(speed=2)
+    playing = [(i, line) for i, line in huds if line.startswith("playing")]
+    paused = [(i, line) for i, line in huds if line.startswith("paused")]
+    assert len(playing) >= 4 and paused
+    for i, line in playing + paused:
+        word = line.split()[0]
+        assert line == f"{word} 00:00.{i // 3} / 00:10.0, frame {i}"
+    # the step, drawn with its position while paused
+    assert paused[-1][0] == shown[-1] > state["index"]
