@@ -33,6 +33,7 @@ from engine.display import (
     HeadlessView,
     WindowView,
     display_available,
+    position_text,
 )
 from engine.errors import AnalysisFailed, RemoteTraceback, RunError, refuse_nested_run
 from engine.procs import Child
@@ -358,6 +359,7 @@ class Run:
             "late": late,
             "result": result,
             "analyzed": analyzed,
+            "pts": float(meta["pts"]),
         }
 
     def _analysis_failed(self, index: int, report: dict) -> None:
@@ -440,6 +442,9 @@ class Player:
         self.show_next = False  # paused and sought: show the first frame that comes
         self.pending: deque = deque()  # seqs taken from the ring, not yet looked at
         self.ready: deque = deque()  # accepted frames (dicts), in order, not yet shown
+        declared = run.info.declared_frames
+        self.duration = declared / run.info.fps if declared else None
+        self.where: str | None = None  # position_text() of the frame on screen
         self.view = None
         if not headless:
             try:
@@ -454,7 +459,8 @@ class Player:
         run.stats.display = "window" if self.windowed else "headless"
 
     def title(self, state: str) -> str:
-        return f"frame-engine: {self.run.info.spec} [{state}]"
+        where = f" {self.where}" if self.where else ""
+        return f"frame-engine: {self.run.info.spec} [{state}{where}]"
 
     # ---- outputs ----------------------------------------------------------------
 
@@ -493,6 +499,7 @@ class Player:
     def show(self, frame: dict, now: float) -> None:
         run = self.run
         image = run.image(frame)
+        self.where = position_text(frame["pts"], frame["index"], self.duration)
         if self.windowed:
             self.view.show(image, self.title("paused" if self.clock.paused_at else "playing"))
         if self.writer is not None:
@@ -541,7 +548,11 @@ class Player:
 
     def redraw(self) -> None:
         state = "paused" if self.clock.paused_at else "playing"
-        self.view.redraw(self.run.stats.hud(self.run) if self.hud else None, self.title(state))
+        hud = None
+        if self.hud:  # where we are, fresh every frame; then the figures
+            hud = [f"{state} {self.where}"] if self.where else []
+            hud += self.run.stats.hud(self.run)
+        self.view.redraw(hud, self.title(state))
 
     # ---- the loop ---------------------------------------------------------------------
 
