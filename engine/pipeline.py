@@ -359,7 +359,6 @@ class Run:
             "late": late,
             "result": result,
             "analyzed": analyzed,
-            "pts": float(meta["pts"]),
         }
 
     def _analysis_failed(self, index: int, report: dict) -> None:
