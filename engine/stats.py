@@ -266,7 +266,10 @@ def summary_line(s: dict) -> str:
     """The run in one line, for the end of a headless run: where every frame read
     went, and the steady display rate."""
     fps = s["fps"]["display_steady"] or s["fps"]["display"]
-    parts = [f"{s['frames_shown']} shown", f"{s['dropped_late']} dropped late"]
+    late = f"{s['dropped_late']} dropped late"
+    if s["not_analyzed_late"]:
+        late += f" ({s['not_analyzed_late']} not analyzed in time)"
+    parts = [f"{s['frames_shown']} shown", late]
     if s["discarded_seek"]:
         parts.append(f"{s['discarded_seek']} discarded by seeks")
     if s["left_unplayed"]:

@@ -152,6 +152,10 @@ def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
     # half a frame interval with both cores busy (shown as they came, p50 was 36 ms).
     assert s["timing_error_ms"]["p50"] < 1000 / 30 / 2
     assert "analysis too slow" in p.stderr
+    summary = p.stderr.strip().splitlines()[-1]  # the drops by reason
+    assert f"{s['dropped_late']} dropped late ({s['not_analyzed_late']} not analyzed in time)" in (
+        summary
+    )
 
 
 def test_live_source_drops_at_the_source_when_the_ring_is_full(tmp_path):
