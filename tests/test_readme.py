@@ -77,3 +77,26 @@ def test_benchmark_table_is_the_last_full_run(tmp_path):
     for r in result["rows"]:
         if r.get("target"):
             assert f"| {r['method']} |" in table and r["target"] in table
+
+
+def test_python_api_example_runs(tmp_path):
+    (tmp_path / "mymodule.py").write_text(next(b for b in python_blocks() if "# mymodule.py" in b))
+    block = next(b for b in python_blocks() if "# run.py" in b)
+    (tmp_path / "run.py").write_text(block)
+    user_env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}  # as users run
+    p = subprocess.run(
+        [sys.executable, "run.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=user_env,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "30 frames analyzed"
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["0", "0.0", "ok"],
+        ["1", "0.033", "ok"],
+        ["2", "0.067", "ok"],
+    ]
