@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -287,6 +288,7 @@ def test_an_http_file_plays_every_frame_without_dropping_at_the_source(clips, tm
 def test_live_flags_force_either_way_or_leave_it_to_the_source(monkeypatch, flags, live):
     import engine.pipeline
 
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the command adds the cwd to it
     given = {}
     monkeypatch.setattr(engine.pipeline, "play", lambda source, **kw: given.update(kw) or {})
     assert cli.main(["play", "demo", "--quiet", *flags]) == 0
