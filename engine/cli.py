@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=_float, default=1.0, metavar="X", help="playback rate (default 1)"
     )
     play.add_argument(
+        "--fps",
+        type=_float,
+        metavar="X",
+        help="the source's frame rate, when its header is wrong (default: the source's)",
+    )
+    play.add_argument(
         "--untimed", action="store_true", help="every frame, as fast as possible, never dropped"
     )
     play.add_argument(
@@ -134,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument(
         "--live",
-        action="store_true",
-        help="never block the source: drop at the source when the buffer is full",
+        action=argparse.BooleanOptionalAction,
+        help="never block the source: drop at the source when the buffer is full "
+        "(default: for cameras and streams; --no-live reads a stream at the player's pace)",
     )
     play.add_argument("--output", metavar="FILE", help="write the shown frames to a video")
     play.add_argument(
@@ -174,9 +181,9 @@ def _play(args: argparse.Namespace) -> int:
         for f in fields(PlayOptions)
         if f.name != "source" and hasattr(args, f.name)
     }
-    # The flags only force these on; left off, the source and the machine decide.
+    # --headless only forces it on; left off, the machine decides. --live and
+    # --no-live force live on or off; left off (None), the source decides.
     options["headless"] = True if args.headless else None
-    options["live"] = True if args.live else None
     try:
         stats = play(args.source, **options)
     except BaseException as e:  # Ctrl-C, SIGTERM: the figures of the run, then why

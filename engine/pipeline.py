@@ -39,7 +39,7 @@ from engine.errors import AnalysisFailed, RemoteTraceback, RunError, refuse_nest
 from engine.procs import Child
 from engine.segments import clean_stale
 from engine.slots import ERROR, LATE, SKIPPED, SlotLayout
-from engine.sources import SourceInfo, probe
+from engine.sources import PLAUSIBLE_FPS, SourceInfo, probe
 from engine.stats import RunStats
 
 DISPLAY_STAGE = 2
@@ -71,11 +71,12 @@ class PlayOptions:
     max_memory: int = 512 * 2**20
     batch: int = 3
     speed: float = 1.0
+    fps: float | None = None  # None: the source's rate
     untimed: bool = False
     start: float = 0.0
     frames: int | None = None
     headless: bool | None = None  # None: headless where there is no display
-    live: bool | None = None  # None: as the source says (camera, url)
+    live: bool | None = None  # None: as the source says (a camera, a stream)
     output: str | None = None
     results: str | None = None
     stats_json: str | None = None
@@ -93,6 +94,11 @@ class PlayOptions:
             raise RunError(f"--batch {self.batch}: must be from 1 to 64", exit_code=2)
         if not (math.isfinite(self.speed) and 0.01 <= self.speed <= 100):
             raise RunError(f"--speed {self.speed}: must be from 0.01 to 100", exit_code=2)
+        if self.fps is not None and not (
+            math.isfinite(self.fps) and PLAUSIBLE_FPS[0] <= self.fps <= PLAUSIBLE_FPS[1]
+        ):
+            low, high = PLAUSIBLE_FPS
+            raise RunError(f"--fps {self.fps}: must be from {low:g} to {high:g}", exit_code=2)
         if not (math.isfinite(self.start) and self.start >= 0):
             raise RunError(f"--start {self.start}: must be 0 or more seconds", exit_code=2)
         if self.frames is not None and self.frames < 1:
@@ -151,7 +157,7 @@ class Run:
         opts = self.opts
         opts.check()
         spec = "demo" if opts.source is None else opts.source
-        self.info = probe(spec)
+        self.info = probe(spec, opts.fps)
         self.analysis = resolve(opts.analyze)  # import errors surface here, once
         self.live = self.info.live if opts.live is None else opts.live
         self.workers = opts.workers or default_workers()
@@ -171,12 +177,18 @@ class Run:
             length = declared / self.info.fps
             raise RunError(f"--start {opts.start}: the source has {length:.1f} s", exit_code=2)
         self.stats = RunStats(self.info, self.analysis.name, opts.quiet)
+        for note in self.info.notes:
+            self.stats.note(f"{self.info.spec}: {note}")
         self.ring: Ring | None = None
         self.procs: dict[str, Child] = {}
         self.epoch = 0
         self.eof = False
         # Where a window will open, the user can seek back after the source ended.
-        self.seekable = not (self.live or opts.untimed or opts.headless) and display_available()
+        self.seekable = (
+            self.info.seekable
+            and not (self.live or opts.untimed or opts.headless)
+            and display_available()
+        )
         self.deaths, self.progress_at_death = 0, -1  # analyzer deaths with no frame between
         self.reader_deaths, self.reader_progress = 0, -1  # the same for the reader
 
@@ -589,7 +601,7 @@ class Player:
                     self.clock.pause(now)
                     self.publish_clock()
                 self.step_pending = True
-            elif ev in (SEEK_BACK, SEEK_FORWARD) and not run.live:
+            elif ev in (SEEK_BACK, SEEK_FORWARD) and not run.live and run.info.seekable:
                 here = self.last_index if self.last_index is not None else run.start_frame
                 delta = round(SEEK_S * run.info.fps) * (1 if ev == SEEK_FORWARD else -1)
                 target = max(0, here + delta)

@@ -14,6 +14,31 @@ CLAIM_SLICE_S = 0.25
 SEEK_POLL_S = 0.02  # at the end of a seekable source, how often to look for a seek
 
 
+class Timestamps:
+    """The pts of each frame of one epoch: the container's timestamp where it has a
+    usable one, later than the previous frame's; otherwise the previous frame's
+    plus the frames since at `fps` (index / fps for the first)."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.last: tuple[int, float] | None = None  # (index, pts) of the previous frame
+
+    def restart(self) -> None:
+        """A seek: the next frame may come before the previous one."""
+        self.last = None
+
+    def pts(self, index: int, container: float | None) -> float:
+        last = self.last
+        if container is not None and (last is None or container > last[1]):
+            pts = container
+        elif last is None:
+            pts = index / self.fps
+        else:
+            pts = last[1] + (index - last[0]) / self.fps
+        self.last = (index, pts)
+        return pts
+
+
 def run(cfg: ctl.RunConfig) -> None:
     """Process body: read until the end of the source, --frames, or an abort."""
     ring = Ring.open(cfg.ring_name)
@@ -23,7 +48,7 @@ def run(cfg: ctl.RunConfig) -> None:
     except SourceError as e:  # probed in the parent, gone or changed since
         ctl.report_error(ring, str(e))
         raise
-    layout, fps = cfg.layout, cfg.source.fps
+    layout, stamps = cfg.layout, Timestamps(cfg.source.fps)
     index, epoch, read, source_ended = cfg.start_frame, cfg.start_epoch, 0, False
     skipped = 0  # source.frames_skipped as far as `index` counts them
     pace_start, paced = time.monotonic(), 0
@@ -49,6 +74,7 @@ def run(cfg: ctl.RunConfig) -> None:
             if shared[ctl.EPOCH] != epoch:  # the display asked for a seek
                 epoch, index = int(shared[ctl.EPOCH]), int(shared[ctl.SEEK_TO])
                 source.seek(index)
+                stamps.restart()
             if cfg.pace_fps:  # real time: frame k of the source comes at k / fps
                 time.sleep(max(0.0, pace_start + paced / cfg.pace_fps - time.monotonic()))
                 paced += 1
@@ -73,7 +99,8 @@ def run(cfg: ctl.RunConfig) -> None:
                 index += source.frames_skipped - skipped
                 skipped = source.frames_skipped
                 meta = layout.meta(ring, seq + got)
-                meta["index"], meta["pts"], meta["epoch"] = index, index / fps, epoch
+                meta["index"], meta["epoch"] = index, epoch
+                meta["pts"] = stamps.pts(index, source.pts)
                 meta["status"], meta["result_len"] = OK, 0
                 index += 1
                 got += 1

@@ -16,9 +16,10 @@ import contextlib
 import math
 import os
 import re
+import statistics
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +54,11 @@ DEMO_FPS = 30.0
 
 FALLBACK_FPS = 30.0
 PLAUSIBLE_FPS = (0.1, 1000.0)  # a rate outside this is a broken header: FALLBACK_FPS
+# The probe reads this many frames of a file or URL and compares the rate their
+# timestamps give with the header's; more than RATE_TOLERANCE apart, the header is
+# taken to be wrong and the timestamps' rate is played.
+RATE_FRAMES = 10
+RATE_TOLERANCE = 0.10
 OPEN_TIMEOUT_MS = 5000  # for URLs: how long opening and each read may wait
 # In a file, a frame that does not decode (damaged) is passed over: the frames after
 # it may. A read fails at the end of the file too (at once, each time), so this many
@@ -75,10 +81,18 @@ class SourceInfo:
     kind: str  # "demo" | "file" | "url" | "camera"
     width: int
     height: int
-    fps: float  # > 0; FALLBACK_FPS (with a note) when the source does not say
+    # > 0: the rate played. The header's, or the rate of the timestamps when they
+    # disagree with it, or FALLBACK_FPS when neither gives one (each with a note);
+    # --fps when given.
+    fps: float
     declared_frames: int | None  # None when unknown or live
-    live: bool  # cameras and URLs are live; files and the demo are not
+    # Cameras, and URLs that report no frame count (streams), are live; files, the
+    # demo and URLs of a file (a frame count) are not.
+    live: bool
     notes: tuple[str, ...] = ()
+    # The source can go back to an earlier frame: files and the demo, a URL whose
+    # server lets it (byte ranges); cameras and streams cannot.
+    seekable: bool = True
 
 
 class Source(ABC):
@@ -88,6 +102,10 @@ class Source(ABC):
     info: SourceInfo
     frames_read: int  # frames returned by read_into() so far
     frames_skipped: int  # frames of a file passed over by read_into() as undecodable
+    # The container's timestamp of the frame read last, in seconds from the start of
+    # the stream; None where the source has none (the demo, cameras) or it is not
+    # usable (not finite, negative).
+    pts: float | None = None
 
     @abstractmethod
     def read_into(self, out: np.ndarray) -> bool:
@@ -103,8 +121,9 @@ class Source(ABC):
 
     @abstractmethod
     def seek(self, frame_index: int) -> None:
-        """Make `frame_index` the next frame read (files and the demo; positions
-        before the start go to frame 0). SourceError for a live source."""
+        """Make `frame_index` the next frame read (positions before the start go to
+        frame 0). A source that is not seekable only goes forward, by reading.
+        SourceError for a live source, or going back in one that is not seekable."""
 
     @abstractmethod
     def close(self) -> None:
@@ -426,16 +445,54 @@ def _check_file(path: str) -> None:
         raise SourceError(f"{path}: empty file")
 
 
-def probe(spec: str | int | None) -> SourceInfo:
+def _container_pts(cap: cv2.VideoCapture) -> float | None:
+    """The timestamp of the frame just read (FFmpeg: its pts, in seconds from the
+    stream's start time), or None when it is not usable."""
+    ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+    return ms / 1000 if math.isfinite(ms) and ms >= 0 else None
+
+
+def _plausible(fps: float | None) -> bool:
+    return fps is not None and math.isfinite(fps) and PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]
+
+
+def _timestamp_rate(stamps: list[float | None]) -> float | None:
+    """Frames per second by the timestamps of consecutive frames; None when they
+    are too few or do not increase. Intervals far from the median (a gap where
+    frames are missing) are left out; the others are averaged, so that timestamps
+    rounded to the millisecond still give the rate."""
+    if len(stamps) < 3 or None in stamps:
+        return None
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    if min(steps) <= 0:
+        return None
+    median = statistics.median(steps)
+    usual = [d for d in steps if abs(d - median) <= median / 2]
+    return len(usual) / sum(usual)
+
+
+def _goes_back(cap: cv2.VideoCapture, first: np.ndarray) -> bool:
+    """Whether a capture some frames in can seek back to its first frame. OpenCV's
+    set() says yes even where it cannot (an HTTP server without byte ranges: the
+    capture carries on from where it is), so the frame read there is compared with
+    the first."""
+    if not cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+        return False
+    ok, image = cap.read()
+    return bool(ok) and image is not None and np.array_equal(image, first)
+
+
+def probe(spec: str | int | None, fps: float | None = None) -> SourceInfo:
     """Check a source and describe it: None or "demo" is the demo, a camera index
     (0 or "0") a camera, "scheme://..." a URL, anything else a path. The first
-    frame is decoded, so a SourceError here means the source cannot be played."""
+    frame is decoded, so a SourceError here means the source cannot be played.
+    `fps` (--fps) is the rate to play at, whatever the source says."""
     text, kind = _classify(spec)
     if kind == "demo":
-        return _demo_info(DEMO_FRAMES, DEMO_SIZE, DEMO_FPS)
+        info = _demo_info(DEMO_FRAMES, DEMO_SIZE, DEMO_FPS)
+        return info if fps is None else replace(info, fps=float(fps))
     if kind == "file":
         _check_file(text)
-    live = kind in ("camera", "url")
     name = _name(kind, text)
     cap = _open_capture(kind, text)
     if cap is None:
@@ -453,29 +510,59 @@ def probe(spec: str | int | None) -> SourceInfo:
             if kind == "file":
                 raise SourceError(f"{name}: not a video OpenCV can decode")
             raise SourceError(f"{name}: opened but gives no frames")
-        fps = cap.get(cv2.CAP_PROP_FPS)
+        header = cap.get(cv2.CAP_PROP_FPS)
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        frame_count = int(count) if math.isfinite(count) and count > 0 else None
+        # A URL that reports a frame count is a file served over the network: read
+        # at the player's pace, never dropped at the source. Without one it is a
+        # stream, live like a camera.
+        live = kind == "camera" or (kind == "url" and frame_count is None)
+        rate = None
+        if kind != "camera":  # a camera's timestamps are its clock's, not a container's
+            first = first.copy()
+            stamps = [_container_pts(cap)]
+            while len(stamps) < RATE_FRAMES and cap.grab():
+                stamps.append(_container_pts(cap))
+            rate = _timestamp_rate(stamps)
+        seekable = kind == "file" or (kind == "url" and not live and _goes_back(cap, first))
+        header_wrong = (
+            _plausible(header) and _plausible(rate) and abs(rate / header - 1) > RATE_TOLERANCE
+        )
+        # A header whose rate is wrong gives a frame count as doubtful: Matroska, for
+        # one, stores none, and OpenCV makes one from the duration and that rate.
+        declared = None if live or header_wrong else frame_count
     finally:
         cap.release()
 
-    notes: list[str] = []
-    if not (math.isfinite(fps) and PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]):
-        notes.append(
-            f"the source gives no usable frame rate ({fps:g}); playing at {FALLBACK_FPS:g}"
+    note = None
+    if _plausible(header) and not header_wrong:
+        played = header
+    elif _plausible(rate):
+        played = rate
+        note = (
+            f"the header says {header:g} fps, its timestamps {rate:.4g}"
+            if header_wrong
+            else f"the source gives no usable frame rate ({header:g}), its timestamps {rate:.4g}"
         )
-        fps = FALLBACK_FPS
-    declared = None
-    if not live and math.isfinite(count) and count > 0:
-        declared = int(count)
+        note += f": playing at {rate:.4g} fps"
+    else:
+        played = FALLBACK_FPS
+        note = f"the source gives no usable frame rate ({header:g}); playing at {FALLBACK_FPS:g}"
+    notes = []
+    if fps is not None:
+        played = fps
+    elif note:
+        notes.append(f"{note} (--fps sets the rate)")
     return SourceInfo(
         spec=text,
         kind=kind,
         width=int(first.shape[1]),
         height=int(first.shape[0]),
-        fps=float(fps),
+        fps=float(played),
         declared_frames=declared,
         live=live,
         notes=tuple(notes),
+        seekable=seekable,
     )
 
 
@@ -486,6 +573,7 @@ class _CaptureSource(Source):
         self.info = info
         self.frames_read = self.frames_skipped = 0
         self._name = _name(info.kind, info.spec)
+        self._position = 0  # the index of the next frame
         if info.kind == "file":
             _check_file(info.spec)  # it may have changed since the probe: say how
         cap = _open_capture(info.kind, info.spec)
@@ -501,23 +589,38 @@ class _CaptureSource(Source):
     def read_into(self, out: np.ndarray) -> bool:
         # read(image=out) decodes into out when it has the frame's size; otherwise
         # OpenCV allocates a new array and returns it instead
-        image, skipped = _read(self._capture(), self.info.kind, out)
+        cap = self._capture()
+        image, skipped = _read(cap, self.info.kind, out)
         if image is None:
             return False
         if image is not out:
             _fit_into(image, out)
         self.frames_read += 1
         self.frames_skipped += skipped
+        self._position += 1 + skipped
+        self.pts = None if self.info.kind == "camera" else _container_pts(cap)
         return True
 
     def skip(self) -> bool:
-        return bool(self._capture().grab())
+        if not self._capture().grab():
+            return False
+        self._position += 1
+        return True
 
     def seek(self, frame_index: int) -> None:
         if self.info.live:
             raise SourceError(f"{self._name}: a live source cannot seek")
-        if not self._capture().set(cv2.CAP_PROP_POS_FRAMES, max(0, frame_index)):
+        target = max(0, frame_index)
+        if not self.info.seekable:
+            # served without byte ranges: forward only, by reading
+            if target < self._position:
+                raise SourceError(f"{self._name}: cannot seek back (the server does not let it)")
+            while self._position < target and self.skip():
+                pass
+            return
+        if not self._capture().set(cv2.CAP_PROP_POS_FRAMES, target):
             raise SourceError(f"{self._name}: cannot seek to frame {frame_index}")
+        self._position = target
 
     def close(self) -> None:
         if self._cap is not None:
