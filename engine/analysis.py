@@ -15,6 +15,15 @@ function may return a small dict of plain numbers (JSON-able), or None.
             return {"change": 0.0}
         return {"change": float(frame.mean()) - float(ctx.prev.mean())}
 
+A function marked `@analysis(lookback=k)` sees the k frames before this one in
+`ctx.history`, newest first: `history[0]` is frame `frame_index - 1` (also
+`ctx.prev`), `history[1]` frame `frame_index - 2`, and so on. They are read-only
+views into the ring, not copies: the ring keeps the k items before any item in
+flight intact, so they stay valid while the function runs (and only then: copy
+one to keep it). History is shorter than k where the stream has fewer frames of
+the same run before this one: at frame 0, after a frame the source lost (a gap in
+the frame numbers), and after a seek (the older frames are of before it).
+
 The built-ins keep their scratch images between calls (per thread), so a worker
 allocates nothing per frame beyond what OpenCV does inside its functions.
 """
@@ -61,6 +70,16 @@ class Context:
     pts: float  # seconds
     prev: np.ndarray | None  # the previous frame, when the analysis has lookback >= 1
     worker: int
+    # The frames before this one, newest first: frame_index - 1, frame_index - 2, ...
+    # up to the analysis's lookback (fewer at the start, after a gap or a seek).
+    history: tuple[np.ndarray, ...] = ()
+
+    def __post_init__(self) -> None:
+        # One of the two given: the other follows (prev is history[0]).
+        if self.history:
+            self.prev = self.history[0]
+        elif self.prev is not None:
+            self.history = (self.prev,)
 
 
 @dataclass(frozen=True)
@@ -70,12 +89,13 @@ class Analysis:
     name: str  # as given
     fn: Callable[[np.ndarray, np.ndarray, Context], dict[str, Any] | None]
     in_place: bool  # True: out is frame itself (no copy); False: out starts as a copy
-    lookback: int  # how many previous frames it needs; ctx.prev is set when >= 1
+    lookback: int  # how many previous frames it needs (ctx.history); ctx.prev when >= 1
 
 
 def analysis(*, in_place: bool = False, lookback: int = 0) -> Callable[[F], F]:
     """Mark a function as an analysis that works in place (it draws nothing, so
-    the pipeline need not copy the frame) and/or looks back at previous frames."""
+    the pipeline need not copy the frame) and/or looks back at the `lookback`
+    frames before each one (ctx.history, newest first; ctx.prev the newest)."""
 
     def mark(fn: F) -> F:
         fn.in_place = in_place  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine import analyzer
 from engine.analysis import (
     BUILTINS,
     FLOW_COLOUR,
@@ -17,6 +18,7 @@ from engine.analysis import (
     _flow_grid,
     resolve,
 )
+from engine.slots import SlotLayout
 from engine.sources import DemoSource
 
 cv2.setNumThreads(1)  # as in the workers
@@ -185,6 +187,36 @@ def test_flow_draws_all_its_arrows_in_one_call(frames_720p, monkeypatch):
     run("flow", frame, prev=before)
     # one call, with at most one arrow per 24 px cell: a grid coarse enough to read
     assert len(calls) == 1 and 300 <= calls[0] <= (1280 // 24) * (720 // 24), calls
+
+
+def test_history_is_the_frames_before_newest_first_until_a_gap_or_a_seek(make_ring):
+    """analyzer.history() on a ring holding (index, epoch): 0..3, then 7, 8 (the
+    source lost 4..6), then 3, 4 after a seek (epoch 1)."""
+    layout = SlotLayout(36, 64, separate_out=True)
+    ring = make_ring(slots=16, slot_bytes=layout.slot_bytes, stages=("pool", "ordered"), lookback=3)
+    items = [(0, 0), (1, 0), (2, 0), (3, 0), (7, 0), (8, 0), (3, 1), (4, 1)]
+    seq = ring.claim(len(items))
+    for s, (index, epoch) in enumerate(items, seq):
+        layout.frame(ring, s)[:] = index + 10 * epoch  # what the frame shows
+        meta = layout.meta(ring, s)
+        meta["index"], meta["epoch"] = index, epoch
+    ring.publish(seq, len(items))
+    seen = []
+    for s in range(seq, seq + len(items)):
+        past = analyzer.history(ring, layout, s, layout.meta(ring, s), 3)
+        assert all(not f.flags.writeable and not f.flags.owndata for f in past)
+        seen.append([int(f[0, 0, 0]) for f in past])
+    assert seen == [[], [0], [1, 0], [2, 1, 0], [], [7], [], [13]]
+    one = analyzer.history(ring, layout, seq + 3, layout.meta(ring, seq + 3), 1)
+    assert [int(f[0, 0, 0]) for f in one] == [2]
+
+
+def test_context_prev_is_the_newest_of_history(frames):
+    ctx = Context(frame_index=5, pts=0.0, prev=None, worker=0, history=(frames[1], frames[0]))
+    assert ctx.prev is frames[1]
+    ctx = Context(frame_index=5, pts=0.0, prev=frames[1], worker=0)
+    assert ctx.history == (frames[1],)
+    assert Context(frame_index=0, pts=0.0, prev=None, worker=0).history == ()
 
 
 def test_builtins_work_at_any_size_in_turn(frames):

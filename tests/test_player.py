@@ -228,6 +228,24 @@ def test_lookback_gives_the_previous_frame(tmp_path):
     assert [x["result"]["prev"] for x in lines] == [None] + list(range(29))
 
 
+def test_lookback_3_gives_the_three_frames_before_newest_first(tmp_path):
+    """ctx.history of a lookback=3 function, under two workers, in a ring so small
+    (8 slots) that it wraps every few frames: a frame the ring did not keep intact
+    would show another number."""
+    lines = play_results(
+        tmp_path,
+        "--headless", "--untimed", "--frames", "30", "--workers", "2", "--buffer", "2",
+        "--analyze", "player_funcs:history_numbers",
+    )  # fmt: skip
+    assert [x["frame"] for x in lines] == list(range(30))
+    assert [len(x["result"]["history"]) for x in lines[:5]] == [0, 1, 2, 3, 3]
+    for x in lines:
+        i, r = x["frame"], x["result"]
+        newest_first = list(range(i - 1, max(-1, i - 4), -1))
+        assert r["own"] == i and r["history"] == r["after"] == newest_first, x
+        assert r["prev_is_newest"] and r["views"], x
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
