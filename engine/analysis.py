@@ -22,7 +22,10 @@ views into the ring, not copies: the ring keeps the k items before any item in
 flight intact, so they stay valid while the function runs (and only then: copy
 one to keep it). History is shorter than k where the stream has fewer frames of
 the same run before this one: at frame 0, after a frame the source lost (a gap in
-the frame numbers), and after a seek (the older frames are of before it).
+the frame numbers), and after a seek (the older frames are of before it). A run
+started with --start, or a seek in the window, first reads the k frames before
+the point it goes to, as context only (not analyzed, shown or counted as read),
+so the first frame played has its full history.
 
 The built-ins keep their scratch images between calls (per thread), so a worker
 allocates nothing per frame beyond what OpenCV does inside its functions.

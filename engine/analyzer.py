@@ -13,7 +13,7 @@ import numpy as np
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.analysis import Analysis, Context, resolve
-from engine.slots import ERROR, LATE, OK, SKIPPED, SlotLayout
+from engine.slots import ERROR, LATE, OK, PRELUDE, SKIPPED, SlotLayout
 
 STAGE = 1
 
@@ -72,8 +72,10 @@ def analyze_frame(
     pacer: Pacer | None = None,
 ) -> None:
     """Run the analysis on item `seq`; record its result, or its error, in the slot."""
-    frame = layout.frame(ring, seq, readonly=True)
     meta = layout.meta(ring, seq)
+    if meta["status"] == PRELUDE:
+        return  # read only as the history of the frames after it
+    frame = layout.frame(ring, seq, readonly=True)
     meta["worker"] = worker
     if pacer is not None and pacer.too_late(int(meta["index"])):
         meta["status"], meta["result_len"], meta["analysis_ns"] = LATE, 0, 0

@@ -125,10 +125,19 @@ class RunStats:
 
     def _counts(self, run) -> tuple[int, int, int]:
         st = run.ring.stats()
-        return st[0]["items"], self._analyzed(st), self.frames_shown
+        context = self.context(run)
+        return st[0]["items"] - context, self._analyzed(st, context), self.frames_shown
 
-    def _analyzed(self, st) -> int:
-        return st[1]["items"] - st[1]["failed"] - self.not_analyzed_late
+    def context(self, run) -> int:
+        """Frames read only as context for an analysis that looks back (before a
+        start or seek point): in the ring, but neither read to play, analyzed,
+        shown nor dropped."""
+        return int(run.shared[ctl.CONTEXT])
+
+    def _analyzed(self, st, context: int) -> int:
+        # Context frames go through the analyzers unanalyzed; they are the first of
+        # their epoch, so by the end every one of them is through.
+        return max(0, st[1]["items"] - st[1]["failed"] - self.not_analyzed_late - context)
 
     def rates(self, run) -> tuple[float, float, float]:
         """Frames per second of decode, analysis and display over the last second."""
@@ -174,7 +183,8 @@ class RunStats:
         self.t_end = time.monotonic()
         st = run.ring.stats()
         wall = max(self.t_end - self.t_start, 1e-9)
-        read, analyzed = st[0]["items"], self._analyzed(st)
+        context = self.context(run)
+        read, analyzed = st[0]["items"] - context, self._analyzed(st, context)
         a50, a95 = _percentiles(self.analysis_ms.values(), [50, 95])
         e50, e99 = _percentiles(self.timing_error_ms.values(), [50, 99])
         self.final = {
@@ -192,6 +202,7 @@ class RunStats:
             "analysis_errors": self.analysis_errors,
             "not_analyzed_late": self.not_analyzed_late,
             "discarded_seek": self.discarded_seek,
+            "context_frames": context,
             "declared_frames": self.info.declared_frames,
             "decoded_frames": int(run.shared[ctl.DECODED]),
             "source_fps": self.info.fps,
