@@ -15,7 +15,7 @@ import numpy as np
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.analysis import Analysis, Context, resolve
-from engine.slots import ERROR, LATE, OK, SKIPPED, ResultError, SlotLayout
+from engine.slots import ERROR, LATE, OK, PRELUDE, SKIPPED, ResultError, SlotLayout
 
 STAGE = 1
 
@@ -47,6 +47,23 @@ class Pacer:
         self.expected_ns = max(0.8 * self.expected_ns, min(self.recent, default=0))
 
 
+def history(
+    ring: Ring, layout: SlotLayout, seq: int, meta: np.ndarray, lookback: int
+) -> tuple[np.ndarray, ...]:
+    """The up to `lookback` frames before item `seq`, newest first, as read-only
+    views: the ring's lookback keeps them intact while `seq` is in flight. Only
+    frames of the same epoch (none of before a seek) whose indices run on without a
+    gap up to this one's."""
+    frames = []
+    epoch, index = meta["epoch"], meta["index"]
+    for back in range(1, min(lookback, seq) + 1):
+        before = layout.meta(ring, seq - back)
+        if before["epoch"] != epoch or before["index"] != index - back:
+            break
+        frames.append(layout.frame(ring, seq - back, readonly=True))
+    return tuple(frames)
+
+
 def analyze_frame(
     ring: Ring,
     layout: SlotLayout,
@@ -57,8 +74,10 @@ def analyze_frame(
     pacer: Pacer | None = None,
 ) -> None:
     """Run the analysis on item `seq`; record its result, or its error, in the slot."""
-    frame = layout.frame(ring, seq, readonly=True)
     meta = layout.meta(ring, seq)
+    if meta["status"] == PRELUDE:
+        return  # read only as the history of the frames after it
+    frame = layout.frame(ring, seq, readonly=True)
     meta["worker"] = worker
     if pacer is not None and pacer.too_late(int(meta["index"])):
         meta["status"], meta["result_len"], meta["analysis_ns"] = LATE, 0, 0
@@ -69,12 +88,14 @@ def analyze_frame(
     else:
         out = layout.out(ring, seq)
         np.copyto(out, frame)
-    prev = None
-    if analysis.lookback and seq > 0:
-        # The ring's lookback keeps item seq-1 intact while this one is in flight.
-        if layout.meta(ring, seq - 1)["epoch"] == meta["epoch"]:
-            prev = layout.frame(ring, seq - 1, readonly=True)
-    ctx = Context(frame_index=int(meta["index"]), pts=float(meta["pts"]), prev=prev, worker=worker)
+    past = history(ring, layout, seq, meta, analysis.lookback)
+    ctx = Context(
+        frame_index=int(meta["index"]),
+        pts=float(meta["pts"]),
+        prev=past[0] if past else None,
+        worker=worker,
+        history=past,
+    )
     t0 = time.perf_counter_ns()
     try:
         result = analysis.fn(frame, out, ctx)

@@ -20,6 +20,7 @@ CLOCK_T0_NS = 5  # time.monotonic_ns() of the anchor; 0 while the clock is not r
 CLOCK_BASE = 6
 CLOCK_RATE_MILLI = 7  # frames per second x 1000
 SOURCE_END = 8  # reader: epoch + 1 once the source (or --frames) ended in that epoch
+CONTEXT = 9  # reader: frames published only as context (PRELUDE), before a start or seek
 SIZE = 12
 ERROR_BYTES = 512  # after the fields: the last error a child reported, UTF-8
 
@@ -49,12 +50,16 @@ class RunConfig:
     batch: int
     live: bool
     pace_fps: float | None  # a file or the demo played --live is read in real time, like a camera
-    start_frame: int
-    max_frames: int | None
+    start_frame: int  # the first frame played
+    max_frames: int | None  # frames played (context frames not counted)
+    # An analysis that looks back: frames read before the start or a seek point as
+    # context only, so the first frame played has its history.
+    lookback: int
     on_error: str  # "stop" or "skip"
     seekable: bool  # a window may seek back after the end: the reader waits for that
     # A reader started again after one died goes on from where that one stopped:
     start_epoch: int = 0  # the seek epoch of the frames it goes on with
+    resume_at: int | None = None  # the frame it reads first (context while < start_frame)
     decoded_before: int = 0  # frames the readers before it decoded and published
 
 

@@ -38,7 +38,7 @@ from engine.display import (
 from engine.errors import AnalysisFailed, RemoteTraceback, RunError, refuse_nested_run
 from engine.procs import Child
 from engine.segments import clean_stale
-from engine.slots import ERROR, LATE, SKIPPED, SlotLayout
+from engine.slots import ERROR, LATE, PRELUDE, SKIPPED, SlotLayout
 from engine.sources import PLAUSIBLE_FPS, SourceInfo, probe
 from engine.stats import RunStats
 
@@ -222,6 +222,7 @@ class Run:
             pace_fps=self.info.fps * self.opts.speed if self.live and not self.info.live else None,
             start_frame=self.start_frame,
             max_frames=self.opts.frames,
+            lookback=self.analysis.lookback,
             on_error=self.opts.on_error,
             seekable=self.seekable,
         )
@@ -299,16 +300,19 @@ class Run:
         if not restartable or why or self.reader_deaths >= MAX_DEATHS:
             raise RunError(f"{self.info.spec}: {died}")
         self.ring.reclaim(p.pid)  # frees the producer role; what it claimed is abandoned
-        index, epoch = self.start_frame, 0
+        index, epoch, resume_at = self.start_frame, 0, None
         if published:  # go on after the last frame it published, in that frame's epoch
             meta = self.layout.meta(self.ring, published - 1)
             index, epoch = int(meta["index"]) + 1, int(meta["epoch"])
+            resume_at = index
         remaining = self.cfg.max_frames
-        if remaining is not None and epoch == 0:
-            remaining = max(0, remaining - published)
+        if remaining is not None and epoch == 0:  # what it published, less the context
+            remaining = max(0, remaining - (published - int(self.shared[ctl.CONTEXT])))
         self.cfg = replace(
             self.cfg,
-            start_frame=index,
+            # frames before the epoch's start or seek point are still context
+            start_frame=self.start_frame if epoch == 0 else int(self.shared[ctl.SEEK_TO]),
+            resume_at=resume_at,
             start_epoch=epoch,
             max_frames=remaining,
             decoded_before=published if epoch == 0 else 0,
@@ -344,10 +348,14 @@ class Run:
         return self.layout.meta(self.ring, seq)
 
     def _accept(self, seq: int) -> dict | None:
-        """Look at a frame as it reaches the display: a stale epoch (before a seek)
-        is released at once (returns None); an analysis error stops the run;
-        results are recorded, in frame order."""
+        """Look at a frame as it reaches the display: a frame read only as context
+        (for an analysis that looks back) or of a stale epoch (before a seek) is
+        released at once (returns None); an analysis error stops the run; results
+        are recorded, in frame order."""
         meta = self._meta(seq)
+        if meta["status"] == PRELUDE:  # counted by the reader (context_frames)
+            self._release(seq)
+            return None
         if meta["epoch"] != self.epoch:
             self._release(seq)
             self.stats.discarded_seek += 1
@@ -649,7 +657,8 @@ class Player:
                 run.supervise()
                 next_supervise = now + SUPERVISE_S
                 # the bar follows the ring's counter: frames through the display stage
-                done = run.ring.stats(DISPLAY_STAGE)["items"]
+                # (less those read only as context: those are published first)
+                done = max(0, run.ring.stats(DISPLAY_STAGE)["items"] - run.stats.context(run))
                 self.view.progress(done, run.stats.postfix(run))
             # Pull what is ready.  With nothing to show, wait on the ring itself, not
             # in a sleep, so a frame is taken the moment it is ready; briefly, so

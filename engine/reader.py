@@ -6,12 +6,13 @@ import time
 
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
-from engine.slots import OK
+from engine.slots import OK, PRELUDE
 from engine.sources import SourceError, open_source
 
 # How long a claim waits before the reader looks for a seek request again.
 CLAIM_SLICE_S = 0.25
 SEEK_POLL_S = 0.02  # at the end of a seekable source, how often to look for a seek
+MANY = 1 << 62  # frames left to play without --frames
 
 
 class Timestamps:
@@ -49,7 +50,10 @@ def run(cfg: ctl.RunConfig) -> None:
         ctl.report_error(ring, str(e))
         raise
     layout, stamps = cfg.layout, Timestamps(cfg.source.fps)
-    index, epoch, read, source_ended = cfg.start_frame, cfg.start_epoch, 0, False
+    # Frames before `play_from` are read as context only (PRELUDE): the `lookback`
+    # frames before the start or a seek point, for an analysis that looks back.
+    epoch, play_from, read, source_ended = cfg.start_epoch, cfg.start_frame, 0, False
+    index = max(0, play_from - cfg.lookback) if cfg.resume_at is None else cfg.resume_at
     skipped = 0  # source.frames_skipped as far as `index` counts them
     pace_start, paced = time.monotonic(), 0
     try:
@@ -72,13 +76,16 @@ def run(cfg: ctl.RunConfig) -> None:
                     break
                 source_ended, read = False, 0
             if shared[ctl.EPOCH] != epoch:  # the display asked for a seek
-                epoch, index = int(shared[ctl.EPOCH]), int(shared[ctl.SEEK_TO])
+                epoch, play_from = int(shared[ctl.EPOCH]), int(shared[ctl.SEEK_TO])
+                index = max(0, play_from - cfg.lookback)
                 source.seek(index)
                 stamps.restart()
             if cfg.pace_fps:  # real time: frame k of the source comes at k / fps
                 time.sleep(max(0.0, pace_start + paced / cfg.pace_fps - time.monotonic()))
                 paced += 1
-            n = cfg.batch if cfg.max_frames is None else min(cfg.batch, cfg.max_frames - read)
+            # frames still to play (--frames), and to read as context before them
+            left = MANY if cfg.max_frames is None else cfg.max_frames - read
+            n = min(cfg.batch, max(0, play_from - index) + left)
             if cfg.live:
                 n = 1  # a live source gives one frame at a time
             try:
@@ -93,23 +100,29 @@ def run(cfg: ctl.RunConfig) -> None:
                 shared[ctl.DROPPED_SOURCE] += 1
                 index += 1
                 continue
-            got = 0
-            while got < n and source.read_into(layout.frame(ring, seq + got)):
+            got = context = 0
+            while got - context < left and source.read_into(layout.frame(ring, seq + got)):
                 # frames passed over as undecodable keep their place: a gap, not a shift
                 index += source.frames_skipped - skipped
                 skipped = source.frames_skipped
                 meta = layout.meta(ring, seq + got)
                 meta["index"], meta["epoch"] = index, epoch
                 meta["pts"] = stamps.pts(index, source.pts)
-                meta["status"], meta["result_len"] = OK, 0
+                meta["status"], meta["result_len"] = (PRELUDE if index < play_from else OK), 0
+                context += index < play_from
                 index += 1
                 got += 1
+                if got == n:
+                    break
             if got:
                 ring.publish(seq, got)
-            read += got
-            source_ended = got < n  # the source ended (or stopped decoding)
-            if source_ended:
+                shared[ctl.CONTEXT] += context
+            read += got - context
+            if got < n:
                 ring.abandon()  # the rest of the batch: a seek may need those slots
+                # the source ended (or stopped decoding), unless --frames was reached
+                # early (frames passed over as undecodable shortened the context)
+                source_ended = got - context < left
         ring.end()
         shared[ctl.READER_DONE] = 1
     except RingAborted:

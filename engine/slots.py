@@ -25,8 +25,10 @@ META = np.dtype(
     ]
 )
 # Analysis status: done; raised (stops the run); raised under --on-error skip;
-# not analyzed because it could no longer be shown in time (dropped late).
-OK, ERROR, SKIPPED, LATE = 0, 1, 2, 3
+# not analyzed because it could no longer be shown in time (dropped late); read
+# only as context for an analysis that looks back (set by the reader: one of the
+# `lookback` frames before a start or seek point; not analyzed, not shown).
+OK, ERROR, SKIPPED, LATE, PRELUDE = 0, 1, 2, 3, 4
 RESULT_BYTES = 16384  # room for the analysis result (JSON) or an error report
 ARRAY_VALUES = 1024  # a numpy array in a result is stored as a list up to this size
 

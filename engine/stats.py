@@ -151,10 +151,19 @@ class RunStats:
 
     def _counts(self, run) -> tuple[int, int, int]:
         st = run.ring.stats()
-        return st[0]["items"], self._analyzed(st), self.frames_shown
+        context = self.context(run)
+        return st[0]["items"] - context, self._analyzed(st, context), self.frames_shown
 
-    def _analyzed(self, st) -> int:
-        return st[1]["items"] - st[1]["failed"] - self.not_analyzed_late
+    def context(self, run) -> int:
+        """Frames read only as context for an analysis that looks back (before a
+        start or seek point): in the ring, but neither read to play, analyzed,
+        shown nor dropped."""
+        return int(run.shared[ctl.CONTEXT])
+
+    def _analyzed(self, st, context: int) -> int:
+        # Context frames go through the analyzers unanalyzed; they are the first of
+        # their epoch, so by the end every one of them is through.
+        return max(0, st[1]["items"] - st[1]["failed"] - self.not_analyzed_late - context)
 
     def rates(self, run) -> tuple[float, float, float]:
         """Frames per second of decode, analysis and display over the last second."""
@@ -200,11 +209,12 @@ class RunStats:
         self.t_end = time.monotonic()
         st = run.ring.stats()
         wall = max(self.t_end - self.t_start, 1e-9)
-        read, analyzed = st[0]["items"], self._analyzed(st)
+        context = self.context(run)
+        read, analyzed = st[0]["items"] - context, self._analyzed(st, context)
         a50, a95 = _percentiles(self.analysis_ms.values(), [50, 95])
         # The reader says what it decoded when it stops; a run stopped before that
         # (q, Ctrl-C, an error) counts what it published.
-        decoded = int(run.shared[ctl.DECODED]) or read + int(run.shared[ctl.DROPPED_SOURCE])
+        decoded = int(run.shared[ctl.DECODED]) or st[0]["items"] + int(run.shared[ctl.DROPPED_SOURCE])
         # Every frame read was shown, dropped late, discarded by a seek, or was still
         # in the buffer (or on its way to the display) when the run stopped.
         left = max(0, read - self.frames_shown - self.dropped_late - self.discarded_seek)
@@ -225,6 +235,7 @@ class RunStats:
             "errors": list(self.errors.values()),
             "not_analyzed_late": self.not_analyzed_late,
             "discarded_seek": self.discarded_seek,
+            "context_frames": context,
             "declared_frames": self.info.declared_frames,
             "decoded_frames": decoded,
             "left_unplayed": left,

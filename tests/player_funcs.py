@@ -78,3 +78,20 @@ def user_error(frame, out, ctx):
     if ctx.frame_index == 5:
         raise UserError(f"bad frame {ctx.frame_index}")
     return {"i": ctx.frame_index}
+
+
+@analysis(lookback=3)
+def history_numbers(frame, out, ctx):
+    """The frame numbers of ctx.history from the pixels, read again after this
+    frame's own (a frame overwritten meanwhile would differ), and whether each is
+    a read-only view (not a copy)."""
+    before = [read_frame_number(f) for f in ctx.history]
+    own = read_frame_number(frame)
+    after = [read_frame_number(f) for f in ctx.history]
+    return {
+        "own": own,
+        "history": before,
+        "after": after,
+        "prev_is_newest": ctx.prev is (ctx.history[0] if ctx.history else None),
+        "views": all(not f.flags.writeable and not f.flags.owndata for f in ctx.history),
+    }

@@ -8,7 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.analysis import BUILTINS, Analysis, AnalysisError, Context, resolve
+from engine import analyzer
+from engine.analysis import (
+    BUILTINS,
+    FLOW_COLOUR,
+    Analysis,
+    AnalysisError,
+    Context,
+    _flow_grid,
+    resolve,
+)
+from engine.slots import SlotLayout
 from engine.sources import DemoSource
 
 cv2.setNumThreads(1)  # as in the workers
@@ -116,6 +126,97 @@ def test_flow_is_zero_when_still_and_follows_a_shift(frames):
     _, moved = run("flow", shifted, prev=frames[1])
     assert 1.5 < moved["flow_mean"] < 4.5, "a 3 px shift, in frame pixels"
     assert moved["flow_max"] >= moved["flow_mean"]
+
+
+@pytest.fixture(scope="module")
+def frames_720p():
+    """Demo frame 1 at 1280x720, read-only, and the same moved 3 px to the right."""
+    demo = DemoSource(frames=2, size=(1280, 720))
+    frame = np.empty((720, 1280, 3), np.uint8)
+    assert demo.read_into(frame) and demo.read_into(frame)
+    moved = np.ascontiguousarray(np.roll(frame, 3, axis=1))
+    frame.flags.writeable = moved.flags.writeable = False
+    return frame, moved
+
+
+def test_flow_draws_nothing_on_a_still_scene(frames_720p):
+    """A still scene with a little noise (a camera's): no dots, nothing at all."""
+    frame, _ = frames_720p
+    noise = np.random.default_rng(0).integers(-2, 3, frame.shape)
+    noisy = np.clip(frame + noise, 0, 255).astype(np.uint8)
+    out, result = run("flow", frame, prev=noisy)
+    assert result["flow_mean"] < 0.5
+    assert np.array_equal(out, frame)
+
+
+def test_flow_draws_arrows_to_be_seen(frames_720p):
+    """3 px a frame to the right: arrows 2 px thick at 720p, long enough to see
+    (a shaft of 6 px or more), pointing right."""
+    before, frame = frames_720p
+    out, _ = run("flow", frame, prev=before)
+    drawn = np.all(out == FLOW_COLOUR, axis=2) & ~np.all(frame == FLOW_COLOUR, axis=2)
+    count, _, boxes, _ = cv2.connectedComponentsWithStats(drawn.astype(np.uint8))
+    widths = boxes[1:, cv2.CC_STAT_WIDTH]
+    assert (widths >= 8).sum() >= 50, sorted(widths)[-10:]  # shaft and head, each arrow
+    # 2 px thick: a 2x2 square fits inside the strokes nearly everywhere
+    thick = cv2.erode(drawn.astype(np.uint8), np.ones((2, 2), np.uint8))
+    assert thick.sum() > drawn.sum() / 3
+    # pointing right: the arrows reach further right of the grid points than left
+    cell, centres, _, _ = _flow_grid(720, 1280)
+    ys, xs = np.nonzero(drawn)
+    columns = np.unique(centres[:, 0])
+    nearest_x = columns[np.abs(columns[None, :] - xs[:, None]).argmin(axis=1)]
+    assert (xs > nearest_x).sum() > 2 * (xs < nearest_x).sum()
+
+
+def test_flow_draws_all_its_arrows_in_one_call(frames_720p, monkeypatch):
+    """Hundreds of arrows where everything moves, on a 24 px grid: one polylines
+    call for them all (a Python loop of arrowedLine calls would cost more than the
+    flow itself)."""
+    before, frame = frames_720p
+    calls = []
+    real = cv2.polylines
+
+    def polylines(image, lines, *args, **kw):
+        calls.append(len(lines))
+        return real(image, lines, *args, **kw)
+
+    monkeypatch.setattr(cv2, "polylines", polylines)
+    for name in ("arrowedLine", "line"):
+        monkeypatch.setattr(cv2, name, lambda *a, name=name, **k: calls.append(name))
+    run("flow", frame, prev=before)
+    # one call, with at most one arrow per 24 px cell: a grid coarse enough to read
+    assert len(calls) == 1 and 300 <= calls[0] <= (1280 // 24) * (720 // 24), calls
+
+
+def test_history_is_the_frames_before_newest_first_until_a_gap_or_a_seek(make_ring):
+    """analyzer.history() on a ring holding (index, epoch): 0..3, then 7, 8 (the
+    source lost 4..6), then 3, 4 after a seek (epoch 1)."""
+    layout = SlotLayout(36, 64, separate_out=True)
+    ring = make_ring(slots=16, slot_bytes=layout.slot_bytes, stages=("pool", "ordered"), lookback=3)
+    items = [(0, 0), (1, 0), (2, 0), (3, 0), (7, 0), (8, 0), (3, 1), (4, 1)]
+    seq = ring.claim(len(items))
+    for s, (index, epoch) in enumerate(items, seq):
+        layout.frame(ring, s)[:] = index + 10 * epoch  # what the frame shows
+        meta = layout.meta(ring, s)
+        meta["index"], meta["epoch"] = index, epoch
+    ring.publish(seq, len(items))
+    seen = []
+    for s in range(seq, seq + len(items)):
+        past = analyzer.history(ring, layout, s, layout.meta(ring, s), 3)
+        assert all(not f.flags.writeable and not f.flags.owndata for f in past)
+        seen.append([int(f[0, 0, 0]) for f in past])
+    assert seen == [[], [0], [1, 0], [2, 1, 0], [], [7], [], [13]]
+    one = analyzer.history(ring, layout, seq + 3, layout.meta(ring, seq + 3), 1)
+    assert [int(f[0, 0, 0]) for f in one] == [2]
+
+
+def test_context_prev_is_the_newest_of_history(frames):
+    ctx = Context(frame_index=5, pts=0.0, prev=None, worker=0, history=(frames[1], frames[0]))
+    assert ctx.prev is frames[1]
+    ctx = Context(frame_index=5, pts=0.0, prev=frames[1], worker=0)
+    assert ctx.history == (frames[1],)
+    assert Context(frame_index=0, pts=0.0, prev=None, worker=0).history == ()
 
 
 def test_builtins_work_at_any_size_in_turn(frames):

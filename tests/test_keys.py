@@ -1,6 +1,9 @@
 """The window's keys, driven through SDL's real event queue under the dummy driver:
 a script posts the key presses a person would make, at the moments it chooses."""
 
+import json
+import os
+
 import pytest
 
 import engine
@@ -60,6 +63,37 @@ def test_seek_forward_jumps_five_seconds_and_q_quits(scripted):
     assert after and after[0] >= 150  # 5 s at 30 fps on from frame 2
     assert after == sorted(after) and shown[-1] >= 155
     assert stats["frames_shown"] == len(shown) < 300  # quit before the end
+
+
+def test_after_a_seek_the_first_frame_has_the_one_before_it(scripted, monkeypatch, tmp_path):
+    """A seek reads the frame before its target as context for an analysis that
+    looks back: the first frame played there has its previous frame."""
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))  # player_funcs
+    shown, install = scripted
+    state = {"seeked": False}
+
+    def script(shown, n):
+        if len(shown) == 3 and not state["seeked"]:
+            state["seeked"] = True
+            return ["right"]
+        if shown and shown[-1] >= 155:
+            return ["q"]
+        return []
+
+    install(script)
+    results = str(tmp_path / "r.jsonl")
+    stats = engine.play(
+        "demo", analyze="player_funcs:prev_index", workers=1, headless=False, quiet=True,
+        speed=4, results=results,
+    )  # fmt: skip
+    with open(results) as f:
+        lines = [json.loads(line) for line in f]
+    after = [x for x in lines if x["frame"] >= 150]
+    assert after and len(after) < len(lines), lines  # frames before the seek and after it
+    assert lines[0]["result"]["prev"] is None
+    assert all(x["result"]["prev"] == x["frame"] - 1 for x in lines[1:]), lines
+    assert stats["context_frames"] == 1  # the frame before the target; none at the start
+    assert shown[3] == after[0]["frame"]  # not shown itself
 
 
 def test_pause_stops_the_clock_and_step_advances_one_frame(scripted):

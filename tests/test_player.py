@@ -236,6 +236,57 @@ def test_lookback_gives_the_previous_frame(tmp_path):
     assert [x["result"]["prev"] for x in lines] == [None] + list(range(29))
 
 
+def test_lookback_3_gives_the_three_frames_before_newest_first(tmp_path):
+    """ctx.history of a lookback=3 function, under two workers, in a ring so small
+    (8 slots) that it wraps every few frames: a frame the ring did not keep intact
+    would show another number."""
+    lines = play_results(
+        tmp_path,
+        "--headless", "--untimed", "--frames", "30", "--workers", "2", "--buffer", "2",
+        "--analyze", "player_funcs:history_numbers",
+    )  # fmt: skip
+    assert [x["frame"] for x in lines] == list(range(30))
+    assert [len(x["result"]["history"]) for x in lines[:5]] == [0, 1, 2, 3, 3]
+    for x in lines:
+        i, r = x["frame"], x["result"]
+        newest_first = list(range(i - 1, max(-1, i - 4), -1))
+        assert r["own"] == i and r["history"] == r["after"] == newest_first, x
+        assert r["prev_is_newest"] and r["views"], x
+
+
+@pytest.mark.parametrize("start, first, context", [("2", 60, 3), ("0.05", 2, 2)])
+def test_start_reads_the_frames_before_it_as_context_only(tmp_path, start, first, context):
+    """--start with an analysis that looks back: the frames before the start are
+    read first, as its history only: not analyzed, shown, in --results or counted
+    as read; --frames still counts the frames played."""
+    out, results, stats = (str(tmp_path / n) for n in ("out.avi", "r.jsonl", "s.json"))
+    p = play(
+        "--headless", "--untimed", "--start", start, "--frames", "10", "--workers", "2",
+        "--analyze", "player_funcs:history_numbers",
+        "--output", out, "--results", results, "--stats-json", stats,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    with open(results) as f:
+        lines = [json.loads(line) for line in f]
+    played = list(range(first, first + 10))
+    assert [x["frame"] for x in lines] == played
+    assert lines[0]["result"]["history"] == list(range(first - 1, first - 1 - context, -1))
+    assert read_numbers(out) == played
+    s = stats_of(stats)
+    assert (s["frames_read"], s["frames_analyzed"], s["frames_shown"]) == (10, 10, 10)
+    assert (s["dropped_late"], s["discarded_seek"], s["context_frames"]) == (0, 0, context)
+    assert s["decoded_frames"] == 10 + context
+
+
+@pytest.mark.parametrize("name, key", [("motion", "motion"), ("flow", "flow_mean")])
+def test_motion_and_flow_see_motion_on_the_first_frame_after_start(tmp_path, name, key):
+    lines = play_results(
+        tmp_path, "--headless", "--untimed", "--start", "2", "--frames", "2", "--analyze", name
+    )
+    assert [x["frame"] for x in lines] == [60, 61]
+    assert lines[0]["result"][key] > 0.01, lines[0]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -362,12 +413,17 @@ def test_a_killed_parent_takes_its_children_and_clean_removes_the_segment():
     assert any(f"removed /dev/shm/{n}" in c.stdout for n in left) or not os.environ.get("CI")
 
 
-def test_a_killed_reader_is_restarted_where_it_stopped(tmp_path):
+@pytest.mark.parametrize(
+    "analysis, start, first", [("gray", [], 0), ("player_funcs:prev_index", ["--start", "1"], 30)]
+)
+def test_a_killed_reader_is_restarted_where_it_stopped(tmp_path, analysis, start, first):
     """SIGKILL the reader once it has published frames: a new one goes on after the
-    last frame published, and every frame is shown once, in order."""
+    last frame published, and every frame is shown once, in order.  An analysis that
+    looks back keeps its previous frame across the restart, and the frame read as
+    context before --start is neither read again nor counted among the 60."""
     results, stats = tmp_path / "r.jsonl", tmp_path / "s.json"
     p = start_run(
-        "--analyze", "gray", "--frames", "60", "--buffer", "8",
+        "--analyze", analysis, "--frames", "60", "--buffer", "8", *start,
         "--results", str(results), "--stats-json", str(stats),
     )  # fmt: skip
     wait_until(lambda: segments_of(p.pid) or p.poll() is not None, what="the ring")
@@ -383,14 +439,18 @@ def test_a_killed_reader_is_restarted_where_it_stopped(tmp_path):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     m = re.search(r"the reader process died \(killed by SIGKILL\); restarted at frame (\d+)", err)
-    assert m and 8 <= int(m.group(1)) <= 60, err
+    assert m and first + 7 <= int(m.group(1)) <= first + 60, err
     with open(results) as f:
-        indices = [json.loads(line)["frame"] for line in f]
+        lines = [json.loads(line) for line in f]
+    indices = [x["frame"] for x in lines]
     # no frame twice, none out of order or out of the clip (a frame an analyzer
     # skipped as late has no result line)
-    assert indices == sorted(set(indices)) and set(indices) <= set(range(60)), indices
+    assert indices == sorted(set(indices)) and set(indices) <= set(range(first, first + 60))
+    if first:
+        assert all(x["result"]["prev"] == x["frame"] - 1 for x in lines), lines
     s = stats_of(stats)
-    assert s["frames_read"] == s["decoded_frames"] == 60
+    assert s["frames_read"] == s["decoded_frames"] - (1 if first else 0) == 60
+    assert s["context_frames"] == (1 if first else 0)
     assert s["frames_shown"] + s["dropped_late"] == 60 and len(indices) >= 50
     assert "decoded" not in err.split("restarted", 1)[1].replace("frames shown", "")
 
