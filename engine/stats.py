@@ -214,7 +214,9 @@ class RunStats:
         a50, a95 = _percentiles(self.analysis_ms.values(), [50, 95])
         # The reader says what it decoded when it stops; a run stopped before that
         # (q, Ctrl-C, an error) counts what it published.
-        decoded = int(run.shared[ctl.DECODED]) or st[0]["items"] + int(run.shared[ctl.DROPPED_SOURCE])
+        decoded = int(run.shared[ctl.DECODED]) or st[0]["items"] + int(
+            run.shared[ctl.DROPPED_SOURCE]
+        )
         # Every frame read was shown, dropped late, discarded by a seek, or was still
         # in the buffer (or on its way to the display) when the run stopped.
         left = max(0, read - self.frames_shown - self.dropped_late - self.discarded_seek)
