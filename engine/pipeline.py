@@ -379,6 +379,7 @@ class Run:
             "late": late,
             "result": result,
             "analyzed": analyzed,
+            "analysis_ns": int(meta["analysis_ns"]),  # 0 unless an analyzer ran on it
         }
 
     def _analysis_failed(self, index: int, report: dict) -> None:
@@ -464,6 +465,8 @@ class Player:
         declared = run.info.declared_frames
         self.duration = declared / run.info.fps if declared else None
         self.where: str | None = None  # position_text() of the frame on screen
+        self.analysis_s: deque[float] = deque(maxlen=8)  # the last few analysis times
+        self.skipping_since: float | None = None  # live: every frame since was skipped
         self.view = None
         if not headless:
             try:
@@ -672,6 +675,7 @@ class Player:
                 if frame is not None:
                     ready.append(frame)
                     self.record(frame)
+                    self._watch_skips(frame, now)
             if not ready:
                 if not self.pending and (run.eof or run.source_done()):
                     return
@@ -712,6 +716,32 @@ class Player:
             elif not ready:
                 self._stall(now)
             self._wait(now)
+
+    def _watch_skips(self, frame: dict, now: float) -> None:
+        """Live: make room on the clock when the analyzers skip every frame.
+
+        An analyzer skips a frame it cannot finish before the frame is due.  If the
+        clock leaves less time than an analysis takes (it started on a frame that
+        cost nothing, as flow's first does; the analysis grew slower), every frame
+        is skipped as it comes.  Those reach the display on time, so it neither
+        starves nor falls behind, and nothing else would move the clock again.  A
+        busy analyzer's skips come together, behind the frame it was working on:
+        skipped frames coming one by one for longer than an analysis takes mean
+        idle analyzers.  The clock then restarts with an analysis' worth of room."""
+        if frame["failed"]:
+            return
+        if not frame["late"]:
+            self.analysis_s.append(frame["analysis_ns"] / 1e9)
+            self.skipping_since = None
+        elif not self.run.live or not self.clock.running:
+            self.skipping_since = None
+        elif self.skipping_since is None:
+            self.skipping_since = now
+        else:
+            need = max(self.analysis_s, default=0.0)
+            if now - self.skipping_since > need + REANCHOR_S:
+                self.reanchor(frame["index"], now + need + LIVE_LEAD_S)
+                self.skipping_since = None
 
     def _stall(self, now: float) -> None:
         """Nothing to show: count a stall once per frame period that finds the buffer
