@@ -1,6 +1,6 @@
 """Moving objects: the built-in steps `detect`, `track` and `count`.
 
-    frame-engine play video.mp4 --analysis detect --then track --then count:y=0.6
+    frame-engine play video.mp4 --analyze detect --then track --then count:y=0.6
 
 `detect` is a pool analysis like the others (stateless, `@analysis(lookback=1)`):
 the moving objects of a frame, found from the dense optical flow against the
@@ -20,6 +20,12 @@ Step forms. A step is either
   for a parameter the class does not take), whose instances are called on each
   frame, `step(frame, out, ctx) -> dict | None`, and have `close() -> dict | None`,
   called once at the end of the stream: a summary for the stats JSON.
+
+Each step finds the results it needs under the built-ins' names: track reads
+`ctx.results["detect"]["boxes"]`, count reads `ctx.results["track"]["tracks"]`;
+a user's detector or tracker can stand in for them by giving the same form. A
+frame whose status is not "ok", or that has no result of the step before, is a
+gap: track coasts over it, count waits for the tracks to be seen again.
 
 Step specs (`parse_step_spec`). Parameters, if any, follow the LAST colon of a
 spec, as `key=value` pairs separated by commas, and only a part with an `=` in it
@@ -70,6 +76,8 @@ __all__ = [
     "Track",
     "build_step",
     "detect",
+    "iou",
+    "match",
     "moving_objects_clip",
     "parse_step_spec",
 ]
@@ -91,6 +99,10 @@ DETECT_FLOW = (0.5, 3, 15, 3, 5, 1.2, 0)  # pyr_scale, levels, winsize, iteratio
 DETECT_MIN_SPEED = 1.0
 DETECT_MIN_CHANGE = 8.0  # grey levels
 DETECT_CHANGE_WINDOW = 5
+# Limits, as of any detector of change: an object needs texture (a flat-coloured
+# one changes the image only at its front and back edges, and gives a box at
+# each), and one that moves half its size or more in a frame gets a box stretched
+# over where it was too.
 # The moving pixels are cleaned (an opening removes specks, a closing joins the
 # parts of one object) and each connected region is an object, unless it covers
 # less than DETECT_MIN_AREA of the frame. At most DETECT_MAX_BOXES, the largest:
@@ -126,11 +138,11 @@ def detect(frame: np.ndarray, out: np.ndarray, ctx: Context) -> dict[str, list[l
     )
     # From this frame back to the previous one: at an object, the way back to
     # where it was.
-    field = cv2.calcOpticalFlowFarneback(
+    flow = cv2.calcOpticalFlowFarneback(
         now, before, _buffer("detect_flow", (*shape, 2), np.float32), *DETECT_FLOW
     )
     speed = cv2.magnitude(
-        field[..., 0], field[..., 1], magnitude=_buffer("detect_speed", shape, np.float32)
+        flow[..., 0], flow[..., 1], magnitude=_buffer("detect_speed", shape, np.float32)
     )
     change = cv2.absdiff(now, before, dst=_buffer("detect_change", shape))
     cv2.blur(change, (DETECT_CHANGE_WINDOW, DETECT_CHANGE_WINDOW), dst=change)
@@ -149,15 +161,18 @@ def detect(frame: np.ndarray, out: np.ndarray, ctx: Context) -> dict[str, list[l
     # A region covers where the object was and where it is now (the grey levels
     # changed at both): its box is the object's, stretched by the object's motion.
     # The mean flow over the region (from now back to before) is that motion:
-    # take it off the side the object left.
+    # take it off the side the object left. Not where the motion is half the box
+    # or more: the object moved farther than its size, and the region is where it
+    # is now (or was: such an object gives a box at each).
     flat = labels.ravel()
     back = (
         np.stack(
-            [np.bincount(flat, field[..., k].ravel(), minlength=n)[keep] for k in (0, 1)], axis=1
+            [np.bincount(flat, flow[..., k].ravel(), minlength=n)[keep] for k in (0, 1)], axis=1
         )
         / area[keep, None]
     )
     boxes = stats[keep, :4].astype(np.float64)
+    back[np.abs(back) >= boxes[:, 2:] / 2] = 0
     boxes[:, :2] += np.clip(-back, 0, None)
     boxes[:, 2:] -= np.abs(back)
     boxes = _to_frame(boxes, width, height)
