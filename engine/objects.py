@@ -266,10 +266,11 @@ class _Object:
     def centre(self) -> np.ndarray:
         return self.box[:2] + self.box[2:] / 2
 
-    def expected(self) -> np.ndarray:
-        """Where its box is expected in the next frame: moved on at its velocity."""
+    def expected(self, ahead: int = 1) -> np.ndarray:
+        """Where its box is expected `ahead` frames from now (0: in the frame just
+        missed), moved on at its velocity from where it was last seen."""
         box = self.box.copy()
-        box[:2] += self.velocity * (self.missed + 1)
+        box[:2] += self.velocity * (self.missed + ahead)
         return box
 
 
@@ -323,10 +324,7 @@ class Track:
         shown = [o for o in self.objects if o.id]
         self._draw(out, shown)
         return {
-            "tracks": [
-                {"id": o.id, "box": _ints(o.expected() if o.missed else o.box), "missed": o.missed}
-                for o in shown
-            ]
+            "tracks": [{"id": o.id, "box": _ints(o.expected(0)), "missed": o.missed} for o in shown]
         }
 
     def _update(self, boxes: np.ndarray) -> None:
@@ -360,7 +358,7 @@ class Track:
         scale = out.shape[0] / 720
         for o in shown:
             colour = _track_colour(o.id)
-            x, y, w, h = _ints(o.expected() if o.missed else o.box)
+            x, y, w, h = _ints(o.expected(0))
             # a coasting track: thinner, where it is expected
             cv2.rectangle(
                 out, (x, y), (x + w - 1, y + h - 1), colour, thickness if not o.missed else 1

@@ -207,11 +207,14 @@ def test_track_coasts_over_frames_without_detections(clip, detected, status):
     after, missing_after = ids_of_objects(clip, tracks, range(gap[-1] + 1, len(clip.frames)))
     assert missing == missing_after == []
     assert after == before and all(len(s) == 1 for s in before)
-    # in the gap the tracks go on where the objects are expected, marked as missed
+    # in the gap the tracks go on where the objects are in that frame (moved on at
+    # their speed, 2 to 6 px a frame), marked as missed
     for n, i in enumerate(gap, 1):
         assert [t["missed"] for t in tracks[i]["tracks"]] == [n] * 4
-        overlap = iou(clip.boxes[i], np.array([t["box"] for t in tracks[i]["tracks"]]))
-        assert (overlap.max(axis=1) > 0.5).all(), overlap.round(2)
+        boxes = np.array([t["box"] for t in tracks[i]["tracks"]])
+        k = iou(boxes, clip.boxes[i]).argmax(axis=1)
+        off = np.hypot(*(boxes[:, :2] + boxes[:, 2:] / 2 - clip.centres[i, k]).T)
+        assert (off < 2 + n).all(), (n, off)
     through, missing = ids_of_objects(clip, tracks, gap)
     assert missing == [] and through == before
 
