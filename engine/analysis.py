@@ -38,7 +38,7 @@ import functools
 import importlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import cv2
@@ -88,6 +88,16 @@ class Context:
     # The frames before this one, newest first: frame_index - 1, frame_index - 2, ...
     # up to the analysis's lookback (fewer at the start, after a gap or a seek).
     history: tuple[np.ndarray, ...] = ()
+    # For the ordered steps (after the pool): the results of the earlier steps for
+    # this frame by step name (None for a step that produced none for it), what
+    # happened to the frame in the pool ("ok"; "late": not analyzed, it would have
+    # been shown late; "skipped": the analysis raised under --on-error skip;
+    # "failed": its analyzer died), and whether it does not follow on from the
+    # frame this step saw before (the first frame, a seek, a restarted step): a
+    # tracker starts over.
+    results: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    reset: bool = False
 
     def __post_init__(self) -> None:
         # One of the two given: the other follows (prev is history[0]).
@@ -107,14 +117,19 @@ class Analysis:
     lookback: int  # how many previous frames it needs (ctx.history); ctx.prev when >= 1
 
 
-def analysis(*, in_place: bool = False, lookback: int = 0) -> Callable[[F], F]:
+def analysis(
+    *, in_place: bool = False, lookback: int = 0, ordered: bool = False
+) -> Callable[[F], F]:
     """Mark a function as an analysis that works in place (it draws nothing, so
     the pipeline need not copy the frame) and/or looks back at the `lookback`
-    frames before each one (ctx.history, newest first; ctx.prev the newest)."""
+    frames before each one (ctx.history, newest first; ctx.prev the newest).
+    `ordered`: a step that must see every frame once, in order, in one process
+    (it keeps state from frame to frame: a tracker, a counter), run after the pool."""
 
     def mark(fn: F) -> F:
         fn.in_place = in_place  # type: ignore[attr-defined]
         fn.lookback = lookback  # type: ignore[attr-defined]
+        fn.ordered = ordered  # type: ignore[attr-defined]
         return fn
 
     return mark
