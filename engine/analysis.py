@@ -36,6 +36,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,27 +110,42 @@ class Context:
 
 @dataclass(frozen=True)
 class Analysis:
-    """A resolved analysis: the function and how the pipeline must call it."""
+    """A resolved analysis or step: what to call and how the pipeline must call it."""
 
-    name: str  # as given
-    fn: Callable[[np.ndarray, np.ndarray, Context], dict[str, Any] | None]
+    name: str  # as given, parameters included
+    fn: Callable[..., Any]  # the function, or the class built once per process
     in_place: bool  # True: out is frame itself (no copy); False: out starts as a copy
     lookback: int  # how many previous frames it needs (ctx.history); ctx.prev when >= 1
+    ordered: bool = False  # a step that must see every frame in order, in one process
+    batch: int = 1  # > 1: called with runs of up to `batch` frames at once
+    params: dict[str, Any] = field(default_factory=dict, compare=False)  # for a class
+    step: str = ""  # its name in ctx.results: the name without parameters
+
+    def make(self) -> Callable[..., Any]:
+        """What is called on each frame: the class built with its parameters (call
+        it once per process), or the function itself."""
+        from engine.objects import build_step
+
+        return build_step(self.step, self.fn, self.params)
 
 
 def analysis(
-    *, in_place: bool = False, lookback: int = 0, ordered: bool = False
+    *, in_place: bool = False, lookback: int = 0, ordered: bool = False, batch: int = 1
 ) -> Callable[[F], F]:
-    """Mark a function as an analysis that works in place (it draws nothing, so
-    the pipeline need not copy the frame) and/or looks back at the `lookback`
-    frames before each one (ctx.history, newest first; ctx.prev the newest).
-    `ordered`: a step that must see every frame once, in order, in one process
-    (it keeps state from frame to frame: a tracker, a counter), run after the pool."""
+    """Mark a function (or a class) as an analysis that works in place (it draws
+    nothing, so the pipeline need not copy the frame) and/or looks back at the
+    `lookback` frames before each one (ctx.history, newest first; ctx.prev the
+    newest). `ordered`: a step that must see every frame once, in order, in one
+    process (it keeps state from frame to frame: a tracker, a counter), run after
+    the pool with --then. `batch=n`: called with runs of up to n consecutive frames
+    at once, `fn(frames, outs, ctxs)` with frames and outs of shape (k, h, w, 3),
+    k <= n, views into the ring (no copy), returning a list of k results (or None)."""
 
     def mark(fn: F) -> F:
         fn.in_place = in_place  # type: ignore[attr-defined]
         fn.lookback = lookback  # type: ignore[attr-defined]
         fn.ordered = ordered  # type: ignore[attr-defined]
+        fn.batch = batch  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -317,39 +333,51 @@ BUILTINS: dict[str, Callable[..., Any]] = {
 
 
 def resolve(spec: str | Callable[..., Any]) -> Analysis:
-    """The analysis `spec` names: a built-in, "module:function" (a dotted path
-    after the colon reaches into classes or objects), imported here, or a function
-    defined at the top level of an importable module (the analyzers import it by
-    its module and name). Call it in each worker, and once in the parent to report
-    a bad name early."""
+    """The analysis or step `spec` names: a built-in, "module:function" (a dotted
+    path after the colon reaches into classes or objects), imported here, either
+    followed by ":key=value,..." parameters for a class (engine.objects gives the
+    rule), or a function or class defined at the top level of an importable module
+    (the processes import it by its module and name). Call it in each process that
+    runs it, and once in the parent to report a bad name early."""
+    from engine.objects import STEPS, parse_step_spec
+
+    params: dict[str, Any] = {}
     if callable(spec) and not isinstance(spec, str):
-        name = _name_of(spec)
+        name = step = _name_of(spec)
         fn = spec
     elif not isinstance(spec, str):
         raise AnalysisError(
             f"analysis {spec!r}: give a function, a built-in's name or 'module:function'"
         )
-    elif spec in BUILTINS:
-        name, fn = spec, BUILTINS[spec]
-    elif spec.count(":") == 1 and all(spec.split(":")):
-        name, fn = spec, _import(spec)
     else:
         name = spec
-        choices = ", ".join(BUILTINS)
-        close = difflib.get_close_matches(spec.lower(), BUILTINS, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise AnalysisError(
-            f"analysis {spec!r}: no such built-in (choose from {choices}) and not "
-            f"module:function{hint}"
-        )
+        step, params = parse_step_spec(spec)
+        if step in BUILTINS:
+            fn = BUILTINS[step]
+        elif step in STEPS:
+            fn = STEPS[step]
+        elif step.count(":") == 1 and all(step.split(":")):
+            fn = _import(step)
+        else:
+            names = [*BUILTINS, *STEPS]
+            close = difflib.get_close_matches(step.lower(), names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise AnalysisError(
+                f"analysis {spec!r}: no such built-in (choose from {', '.join(names)}) and "
+                f"not module:function{hint}"
+            )
     in_place = getattr(fn, "in_place", False)
     lookback = getattr(fn, "lookback", 0)
-    if not isinstance(in_place, bool):
-        raise AnalysisError(f"analysis {name!r}: in_place must be True or False, not {in_place!r}")
-    if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
-        raise AnalysisError(
-            f"analysis {name!r}: lookback must be a whole number >= 0, not {lookback!r}"
-        )
+    ordered = getattr(fn, "ordered", False)
+    batch = getattr(fn, "batch", 1)
+    for flag, value in (("in_place", in_place), ("ordered", ordered)):
+        if not isinstance(value, bool):
+            raise AnalysisError(f"analysis {name!r}: {flag} must be True or False, not {value!r}")
+    for what, value, low in (("lookback", lookback, 0), ("batch", batch, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise AnalysisError(
+                f"analysis {name!r}: {what} must be a whole number >= {low}, not {value!r}"
+            )
     if in_place and lookback:
         # prev would be a frame that another worker may be drawing on at that moment.
         raise AnalysisError(f"analysis {name!r}: in_place and lookback cannot go together")
@@ -358,7 +386,37 @@ def resolve(spec: str | Callable[..., Any]) -> Analysis:
             f"analysis {name!r}: the analyzer processes cannot import the main script; "
             "put the function in a module"
         )
-    return Analysis(name=name, fn=fn, in_place=in_place, lookback=lookback)
+    _check_params(step, fn, params)
+    return Analysis(
+        name=name,
+        fn=fn,
+        in_place=in_place,
+        lookback=lookback,
+        ordered=ordered,
+        batch=batch,
+        params=params,
+        step=step,
+    )
+
+
+def _check_params(step: str, fn: Callable[..., Any], params: dict[str, Any]) -> None:
+    """AnalysisError for parameters that a step does not take (their values are the
+    class's to check when it is built, in the process that runs it)."""
+    if not isinstance(fn, type):
+        if params:
+            raise AnalysisError(
+                f"step {step!r}: a function takes no parameters (given {', '.join(params)})"
+            )
+        return
+    accepted = [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "none"
+        raise AnalysisError(f"step {step!r}: no parameter {unknown[0]!r} (it takes {takes})")
 
 
 def _name_of(fn: Callable[..., Any]) -> str:

@@ -60,7 +60,7 @@ def test_builtins_resolve_with_their_flags():
     assert set(BUILTINS) == set(RESULTS)
     for name in BUILTINS:
         a = resolve(name)
-        assert a == Analysis(name, BUILTINS[name], name == "none", LOOKBACK.get(name, 0))
+        assert a == Analysis(name, BUILTINS[name], name == "none", LOOKBACK.get(name, 0), step=name)
 
 
 @pytest.mark.parametrize("name", list(RESULTS))
@@ -290,7 +290,10 @@ def test_resolve_a_users_function(user_module, frames):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("sharpen", "no such built-in (choose from none, gray, edges, blur, motion, flow)"),
+        (
+            "sharpen",
+            "no such built-in (choose from none, gray, edges, blur, motion, flow, detect, track, count)",
+        ),
         ("Gray", "no such built-in"),
         (":fn", "not module:function"),
         ("mod:", "not module:function"),
