@@ -292,7 +292,8 @@ def test_resolve_a_users_function(user_module, frames):
     [
         (
             "sharpen",
-            "no such built-in (choose from none, gray, edges, blur, motion, flow, detect, track, count)",
+            "no such built-in (choose from none, gray, edges, blur, motion, flow, detect, "
+            "track, count)",
         ),
         ("Gray", "no such built-in"),
         (":fn", "not module:function"),
