@@ -8,6 +8,8 @@ import pickle
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -72,8 +74,10 @@ def analyze_frame(
     worker: int,
     skip: bool,
     pacer: Pacer | None = None,
+    call: Callable[..., Any] | None = None,
 ) -> None:
-    """Run the analysis on item `seq`; record its result, or its error, in the slot."""
+    """Run the analysis on item `seq` (`call`: its function, or its class built in
+    this process); record its result, or its error, in the slot."""
     meta = layout.meta(ring, seq)
     if meta["status"] == PRELUDE:
         return  # read only as the history of the frames after it
@@ -98,30 +102,132 @@ def analyze_frame(
     )
     t0 = time.perf_counter_ns()
     try:
-        result = analysis.fn(frame, out, ctx)
+        result = (call or analysis.fn)(frame, out, ctx)
     except Exception as e:  # the user's function: report, do not die
         meta["analysis_ns"] = time.perf_counter_ns() - t0
         report = failure_report(e)
     else:
         meta["analysis_ns"] = time.perf_counter_ns() - t0
-        try:
-            layout.write_result(ring, seq, meta, result)
-            meta["status"] = OK
-            report = None
-        except ResultError as e:  # it returned what cannot be stored: say what
-            report = {"error": f"returned {e}"}
+        report = store(ring, layout, seq, meta, result)
     if report is not None:
-        if skip:
-            if not analysis.in_place:
-                np.copyto(out, frame)  # show the frame unanalyzed
-            report.pop("traceback", None)
-            report.pop("exception", None)
-            meta["status"] = SKIPPED
-        else:
-            meta["status"] = ERROR
-        layout.write_result(ring, seq, meta, report)
+        record_failure(ring, layout, seq, meta, report, skip, frame, out, analysis.in_place)
     if pacer is not None:
         pacer.took(int(meta["analysis_ns"]))
+
+
+def store(ring: Ring, layout: SlotLayout, seq: int, meta: np.ndarray, result: Any) -> dict | None:
+    """Record a result; None, or the report of a result that cannot be stored."""
+    try:
+        layout.write_result(ring, seq, meta, result)
+    except ResultError as e:  # it returned what cannot be stored: say what
+        return {"error": f"returned {e}"}
+    meta["status"] = OK
+    return None
+
+
+def record_failure(
+    ring: Ring,
+    layout: SlotLayout,
+    seq: int,
+    meta: np.ndarray,
+    report: dict,
+    skip: bool,
+    frame: np.ndarray,
+    out: np.ndarray,
+    in_place: bool,
+) -> None:
+    """The analysis failed on `seq`: an error that stops the run, or, skipped, the
+    frame shown unanalyzed with the error kept for the count."""
+    if skip:
+        if not in_place:
+            np.copyto(out, frame)  # show the frame unanalyzed
+        report = {"error": report["error"]}
+        meta["status"] = SKIPPED
+    else:
+        meta["status"] = ERROR
+    layout.write_result(ring, seq, meta, report)
+
+
+def analyze_batch(
+    ring: Ring,
+    layout: SlotLayout,
+    analysis: Analysis,
+    call: Callable[..., Any],
+    seq: int,
+    n: int,
+    worker: int,
+    skip: bool,
+    pacer: Pacer | None,
+) -> None:
+    """Run a batch analysis on items [seq, seq + n): the frames it can still show
+    in time, as runs of consecutive items, each one call with (k, h, w, 3) views
+    into the ring (no copy)."""
+    todo: list[int] = []
+    for s in range(seq, seq + n):
+        meta = layout.meta(ring, s)
+        if meta["status"] == PRELUDE:
+            continue
+        meta["worker"] = worker
+        if pacer is not None and pacer.too_late(int(meta["index"])):
+            meta["status"], meta["result_len"], meta["analysis_ns"] = LATE, 0, 0
+            pacer.skipped()
+            continue
+        todo.append(s)
+    while todo:
+        k = 1
+        while k < len(todo) and todo[k] == todo[0] + k:
+            k += 1
+        run, todo = todo[:k], todo[k:]
+        _batch_call(ring, layout, analysis, call, run[0], k, worker, skip, pacer)
+
+
+def _batch_call(ring, layout, analysis, call, seq, k, worker, skip, pacer) -> None:
+    frames = ring.views(seq, k, shape=layout.shape, readonly=True)
+    if analysis.in_place:
+        outs = ring.views(seq, k, shape=layout.shape)
+    else:
+        outs = ring.views(seq, k, shape=layout.shape, offset=layout.out_offset)
+        np.copyto(outs, frames)
+    metas = [layout.meta(ring, s) for s in range(seq, seq + k)]
+    ctxs = []
+    for s, meta in zip(range(seq, seq + k), metas, strict=True):
+        past = history(ring, layout, s, meta, analysis.lookback)
+        ctxs.append(
+            Context(
+                frame_index=int(meta["index"]),
+                pts=float(meta["pts"]),
+                prev=past[0] if past else None,
+                worker=worker,
+                history=past,
+            )
+        )
+    t0 = time.perf_counter_ns()
+    try:
+        results = call(frames, outs, ctxs)
+        if results is None:
+            results = [None] * k
+        elif not isinstance(results, (list, tuple)) or len(results) != k:
+            got = (
+                f"{len(results)} results"
+                if isinstance(results, (list, tuple))
+                else "a " + (type(results).__name__)
+            )
+            raise ResultError(f"{got} for a batch of {k} frames; expected a list of {k}")
+        report = None
+    except ResultError as e:
+        report = {"error": f"returned {e}"}
+    except Exception as e:  # the user's function: report, do not die
+        report = failure_report(e)
+    each = (time.perf_counter_ns() - t0) // k
+    for i, (s, meta) in enumerate(zip(range(seq, seq + k), metas, strict=True)):
+        meta["analysis_ns"] = each
+        failure = report if report is not None else store(ring, layout, s, meta, results[i])
+        if failure is not None:
+            record_failure(
+                ring, layout, s, meta, dict(failure), skip, frames[i], outs[i], analysis.in_place
+            )
+    if pacer is not None:
+        pacer.took(each)
 
 
 def failure_report(e: Exception) -> dict:
@@ -141,12 +247,14 @@ def failure_report(e: Exception) -> dict:
 
 
 def run(cfg: ctl.RunConfig, worker: int) -> None:
-    """Process body: take frames from the pool stage until the end of the stream."""
+    """Process body: take frames from the pool stage until the end of the stream;
+    then the summary of the analysis' close(), if it is a class that has one."""
     cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads would fight it
     ring = Ring.open(cfg.ring_name)
     shared = ctl.shared_fields(ring)
     try:
         analysis = resolve(cfg.analyze)
+        call = analysis.make()  # a class: built once in this process
     except Exception as e:  # imported in the parent, but not here: say why
         ctl.report_error(ring, str(e))
         raise
@@ -155,11 +263,17 @@ def run(cfg: ctl.RunConfig, worker: int) -> None:
     try:
         while True:
             try:
-                seq, n = ring.take(STAGE, max_n=1)
-            except (EOFError, RingAborted):
+                # a batch takes what is ready, up to its size: it never waits for more
+                seq, n = ring.take(STAGE, max_n=analysis.batch)
+            except (EOFError, RingAborted) as e:
+                if isinstance(e, EOFError) and callable(getattr(call, "close", None)):
+                    ctl.write_summary(ring, worker, {analysis.step: call.close()})
                 break
-            for s in range(seq, seq + n):
-                analyze_frame(ring, cfg.layout, analysis, s, worker, skip, pacer)
+            if analysis.batch > 1:
+                analyze_batch(ring, cfg.layout, analysis, call, seq, n, worker, skip, pacer)
+            else:
+                for s in range(seq, seq + n):
+                    analyze_frame(ring, cfg.layout, analysis, s, worker, skip, pacer, call)
             ring.done(STAGE, seq, n)
     finally:
         ring.close()

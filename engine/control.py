@@ -3,7 +3,10 @@ and requests that pass between the supervisor and its children outside the ring.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+import numpy as np
 
 from engine.slots import SlotLayout
 from engine.sources import SourceInfo
@@ -61,9 +64,39 @@ class RunConfig:
     start_epoch: int = 0  # the seek epoch of the frames it goes on with
     resume_at: int | None = None  # the frame it reads first (context while < start_frame)
     decoded_before: int = 0  # frames the readers before it decoded and published
+    then: tuple[str, ...] = ()  # the ordered steps, in order, run in one process
+    steps_stage: int = 0  # their stage in the ring (0: the run has none)
 
 
-USER_BYTES = SIZE * 8 + ERROR_BYTES  # the ring's user area holds the fields and the text
+SUMMARY_BYTES = 4096  # per process: the summaries its steps' close() gave, JSON
+# The ring's user area: the fields, the error text, then one summary area for the
+# ordered steps' process (0) and one per analyzer (1..workers).
+USER_BYTES = SIZE * 8 + ERROR_BYTES
+
+
+def user_bytes(workers: int) -> int:
+    return USER_BYTES + (workers + 1) * SUMMARY_BYTES
+
+
+def write_summary(ring, slot: int, summaries: dict) -> None:
+    """What the close() of the steps in one process gave, by step name; a summary
+    too large for its area is replaced by a note saying so."""
+    data = json.dumps(summaries, separators=(",", ":"), default=str).encode()
+    if len(data) >= SUMMARY_BYTES:
+        note = {name: f"summary of more than {SUMMARY_BYTES} bytes left out" for name in summaries}
+        data = json.dumps(note).encode()[: SUMMARY_BYTES - 1]
+    area = ring.user(shape=(SUMMARY_BYTES,), offset=USER_BYTES + slot * SUMMARY_BYTES)
+    area[: len(data)] = np.frombuffer(data, np.uint8)
+    area[len(data)] = 0
+
+
+def read_summary(ring, slot: int) -> dict:
+    area = ring.user(shape=(SUMMARY_BYTES,), offset=USER_BYTES + slot * SUMMARY_BYTES)
+    data = bytes(area).split(b"\0", 1)[0]
+    try:
+        return json.loads(data) if data else {}
+    except ValueError:  # a process killed while it wrote
+        return {}
 
 
 def shared_fields(ring):

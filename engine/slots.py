@@ -21,6 +21,8 @@ META = np.dtype(
         ("status", "<i4"),  # below
         ("worker", "<i4"),
         ("result_len", "<i4"),
+        ("steps_len", "<i4"),  # the ordered steps' results (JSON), when the run has steps
+        ("steps_status", "<i4"),  # OK, or ERROR (a step raised: its report is there)
         ("pad", "<i4"),
     ]
 )
@@ -30,6 +32,7 @@ META = np.dtype(
 # `lookback` frames before a start or seek point; not analyzed, not shown).
 OK, ERROR, SKIPPED, LATE, PRELUDE = 0, 1, 2, 3, 4
 RESULT_BYTES = 16384  # room for the analysis result (JSON) or an error report
+STEPS_BYTES = 16384  # room for the ordered steps' results, in a run that has steps
 ARRAY_VALUES = 1024  # a numpy array in a result is stored as a list up to this size
 
 
@@ -100,6 +103,7 @@ class SlotLayout:
     height: int
     width: int
     separate_out: bool  # False when the analysis draws on the frame itself
+    steps: bool = False  # room for the results of ordered steps
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -122,8 +126,12 @@ class SlotLayout:
         return self.meta_offset + _align(META.itemsize)
 
     @property
-    def slot_bytes(self) -> int:
+    def steps_offset(self) -> int:
         return self.result_offset + RESULT_BYTES
+
+    @property
+    def slot_bytes(self) -> int:
+        return self.steps_offset + (STEPS_BYTES if self.steps else 0)
 
     def frame(self, ring: Ring, seq: int, readonly: bool = False) -> np.ndarray:
         return ring.view(seq, shape=self.shape, readonly=readonly)
@@ -149,3 +157,22 @@ class SlotLayout:
         if n == 0:
             return None
         return json.loads(ring.view(seq, shape=(n,), offset=self.result_offset).tobytes())
+
+    def write_steps(self, ring: Ring, seq: int, meta: np.ndarray, payload: dict) -> None:
+        """Store the ordered steps' results (or a step's error report), by step name."""
+        data = json.dumps(payload, separators=(",", ":"), default=_plain).encode()
+        if len(data) > STEPS_BYTES:
+            raise ResultError(
+                f"results of {len(data)} bytes as JSON; at most {STEPS_BYTES} fit in a frame"
+            )
+        if data:
+            ring.view(seq, shape=(len(data),), offset=self.steps_offset)[:] = np.frombuffer(
+                data, np.uint8
+            )
+        meta["steps_len"] = len(data)
+
+    def read_steps(self, ring: Ring, seq: int, meta: np.ndarray) -> dict | None:
+        n = int(meta["steps_len"])
+        if n == 0:
+            return None
+        return json.loads(ring.view(seq, shape=(n,), offset=self.steps_offset).tobytes())
