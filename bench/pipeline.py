@@ -120,7 +120,109 @@ def analyses(clip: str, limit: int | None, timed_frames: int) -> Iterator[Row]:
         yield case, "real time, 2 workers: timing error p99", s["timing_error_ms"]["p99"], "ms"
 
 
+def objects_clip(path: str, frames: int) -> None:
+    """A 768x576 clip of textured objects moving across it, some over the middle."""
+    from engine.objects import moving_objects_clip
+
+    clip = moving_objects_clip(frames, (768, 576), 6, seed=3)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (768, 576))
+    for frame in clip.frames:
+        writer.write(frame)
+    writer.release()
+
+
+def naive_steps(path: str, limit: int | None) -> tuple[float, list]:
+    """detect, track and count in one loop; the rate and every frame's results."""
+    cv2.setNumThreads(1)
+    from engine.objects import Count, Track, detect
+
+    track, count = Track(), Count()
+    cap = cv2.VideoCapture(path)
+    prev, times, lines = None, [], []
+    while limit is None or len(times) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out = frame.copy()
+        i = len(times)
+        history = (prev,) if prev is not None else ()
+        d = detect(frame, out, Context(i, 0.0, prev, 0, history=history))
+        results = {"detect": d}
+        t = track(frame, out, Context(i, 0.0, None, 0, results=dict(results), reset=i == 0))
+        results["track"] = t
+        c = count(frame, out, Context(i, 0.0, None, 0, results=dict(results), reset=i == 0))
+        lines.append((d, {"track": t, "count": c}))
+        prev = frame
+        times.append(time.perf_counter())
+    cap.release()
+    return steady_fps(times), lines
+
+
+def engine_steps(path: str, workers: int, limit: int | None, tmp: str) -> tuple[float, list]:
+    results = os.path.join(tmp, f"steps-{workers}.jsonl")
+    stats = engine.play(
+        path,
+        analyze="detect",
+        then=["track", "count"],
+        workers=workers,
+        untimed=True,
+        headless=True,
+        quiet=True,
+        frames=limit,
+        results=results,
+    )
+    with open(results) as f:
+        lines = [json.loads(line) for line in f]
+    return stats["fps"]["display_steady"], [(x["result"], x["steps"]) for x in lines]
+
+
+def steps(tmp: str, limit: int | None) -> Iterator[Row]:
+    """Detect in the pool, then track and count in order; a batch analysis against
+    the same per frame; the cost of an ordered step that does nothing."""
+    clip = os.path.join(tmp, "objects768.avi")
+    if not os.path.exists(clip):
+        objects_clip(clip, CLIP_FRAMES)
+    case = "768x576 objects, detect+track+count"
+    base, expected = naive_steps(clip, limit)
+    yield case, "naive loop (read, detect, track, count, draw)", base, "fps"
+    for w in (1, 2):
+        fe, got = engine_steps(clip, w, limit, tmp)
+        yield case, f"frame-engine, {w} worker(s)", fe, "fps"
+        yield case, f"frame-engine {w} worker(s) / naive", fe / base, "x"
+        yield (
+            case,
+            f"frame-engine {w} worker(s): results as naive's",
+            float(got == expected),
+            "1=yes",
+        )
+    case = "768x576 clip, tiny network"
+    per_frame = untimed(clip, "step_funcs:tiny_net", 1, limit)
+    batched = untimed(clip, "step_funcs:tiny_net_batch", 1, limit)
+    yield case, "per frame, 1 worker", per_frame, "fps"
+    yield case, "batch=8, 1 worker", batched, "fps"
+    yield case, "batch / per frame", batched / per_frame, "x"
+    case = "768x576 clip, none"
+    alone = untimed(clip, "none", 1, limit)
+    with_step = engine.play(
+        clip,
+        analyze="none",
+        then=["step_funcs:nothing"],
+        workers=1,
+        untimed=True,
+        headless=True,
+        quiet=True,
+        frames=limit,
+    )["fps"]["display_steady"]
+    yield case, "--then a step that does nothing / none alone", with_step / alone, "x"
+
+
 TARGETS = {  # (case, method): (target, higher is better)
+    ("768x576 objects, detect+track+count", "frame-engine 2 worker(s) / naive"): (1.6, True),
+    ("768x576 objects, detect+track+count", "frame-engine 2 worker(s): results as naive's"): (
+        1.0,
+        True,
+    ),
+    ("768x576 clip, none", "--then a step that does nothing / none alone"): (0.9, True),
     ("demo 1280x720, decode only", "frame-engine / plain loop"): (0.8, True),
     ("768x576 clip, flow", "frame-engine 2 worker(s) / naive"): (1.7, True),
     ("768x576 clip, none", "real time, 2 workers: timing error p99"): (2.0, False),
@@ -149,6 +251,7 @@ def run(quick: bool, repeat: int) -> list[dict]:
             for case, method, value, unit in (
                 *decode_only(clip, limit),
                 *analyses(clip, limit, timed_frames),
+                *steps(tmp, limit),
             ):
                 runs.setdefault((case, method), []).append(value)
                 units[(case, method)] = unit

@@ -6,6 +6,7 @@ loads neither OpenCV nor pygame."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from engine._version import __version__
@@ -60,6 +61,13 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    if importlib.util.find_spec("engine._ring") is None:
+        # A checkout's engine/ folder (the current directory, first on sys.path)
+        # shadows the installed package, and it has no compiled ring.
+        raise ImportError(
+            f"engine is imported from {__path__[0]}, a source tree without the compiled "
+            "ring: run from another folder, or install it there (pip install -e .)"
+        )
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # once loaded, a plain attribute
     return value

@@ -193,6 +193,15 @@ def _play(args: argparse.Namespace) -> int:
         raise
     if not args.quiet:
         _report(stats, args)
+    if stats["analysis_errors"] and not stats["frames_analyzed"] and stats["errors"]:
+        # --on-error skip, and not one frame analyzed: a broken analysis, not a bad frame
+        first = stats["errors"][0]
+        print(
+            f"frame-engine: analysis '{stats['analysis']}' failed on every frame: "
+            f"frame {first['first_frame']}: {first['error']}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -53,8 +53,7 @@ class MainGuardError(RunError):
     def __init__(self, where: str) -> None:
         super().__init__(
             f"a run was started {where}: the script that defines the analysis starts a "
-            'run when it is imported; put that call under `if __name__ == "__main__":`',
-            exit_code=2,
+            'run when it is imported; put that call under `if __name__ == "__main__":`'
         )
 
 

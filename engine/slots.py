@@ -50,7 +50,31 @@ def _brief(value: object) -> str:
         return f"a {value.dtype} array of shape {value.shape}"
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
-    return f"a {type(value).__name__} {text}"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind} {text}"
+
+
+def _finite(value: object) -> object:
+    """`value` with NaN and the infinities (which JSON has no words for) as None."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(payload: object) -> bytes:
+    """Strict JSON (no NaN, no Infinity: other readers refuse them; they become
+    null) of a result, numpy values as plain ones."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), default=_plain, allow_nan=False).encode()
+    except ValueError as e:
+        if "Out of range float" not in str(e):
+            raise
+    plain = json.loads(json.dumps(payload, default=_plain))  # numpy values as floats
+    return json.dumps(_finite(plain), separators=(",", ":"), allow_nan=False).encode()
 
 
 def _plain(value: object) -> object:
@@ -80,7 +104,7 @@ def encode_result(payload: object) -> bytes:
         )
         raise ResultError(f"{_brief(payload)}; {EXPECTED}{hint}")
     try:
-        data = json.dumps(payload, separators=(",", ":"), default=_plain).encode()
+        data = _json(payload)
     except ResultError:
         raise
     except (TypeError, ValueError) as e:  # a key that is not a string, a cycle
@@ -160,7 +184,7 @@ class SlotLayout:
 
     def write_steps(self, ring: Ring, seq: int, meta: np.ndarray, payload: dict) -> None:
         """Store the ordered steps' results (or a step's error report), by step name."""
-        data = json.dumps(payload, separators=(",", ":"), default=_plain).encode()
+        data = _json(payload)
         if len(data) > STEPS_BYTES:
             raise ResultError(
                 f"results of {len(data)} bytes as JSON; at most {STEPS_BYTES} fit in a frame"

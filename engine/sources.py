@@ -509,7 +509,14 @@ def probe(spec: str | int | None, fps: float | None = None) -> SourceInfo:
         if first is None:
             if kind == "file":
                 raise SourceError(f"{name}: not a video OpenCV can decode")
-            raise SourceError(f"{name}: opened but gives no frames")
+            hint = ""
+            if kind == "url" and urlsplit(text).path.lower().endswith((".mp4", ".m4v", ".mov")):
+                # its index (moov) is at the end, out of reach of a server without ranges
+                hint = (
+                    " (an mp4 served over http needs its index first: remux it with "
+                    "ffmpeg -i IN -c copy -movflags +faststart OUT, or serve it with ranges)"
+                )
+            raise SourceError(f"{name}: opened but gives no frames{hint}")
         header = cap.get(cv2.CAP_PROP_FPS)
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         frame_count = int(count) if math.isfinite(count) and count > 0 else None

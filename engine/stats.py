@@ -89,8 +89,15 @@ class RunStats:
 
     def note(self, message: str) -> None:
         """One line on stderr (not with --quiet)."""
-        if not self.quiet:
-            print(f"frame-engine: {message}", file=sys.stderr, flush=True)
+        if self.quiet:
+            return
+        line = f"frame-engine: {message}"
+        if sys.stderr.isatty():  # a progress bar may be on the last line: above it
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
         """note() a warning that keeps applying at most once every WARN_EVERY_S."""
@@ -163,7 +170,9 @@ class RunStats:
     def _analyzed(self, st, context: int) -> int:
         # Context frames go through the analyzers unanalyzed; they are the first of
         # their epoch, so by the end every one of them is through.
-        return max(0, st[1]["items"] - st[1]["failed"] - self.not_analyzed_late - context)
+        # Frames whose analysis raised (--on-error skip) went through it unanalyzed too.
+        lost = st[1]["failed"] + self.not_analyzed_late + self.analysis_errors
+        return max(0, st[1]["items"] - lost - context)
 
     def rates(self, run) -> tuple[float, float, float]:
         """Frames per second of decode, analysis and display over the last second."""
@@ -288,7 +297,9 @@ def summary_line(s: dict) -> str:
     if s["left_unplayed"]:
         parts.append(f"{s['left_unplayed']} left unplayed")
     line = (
-        f"{s['frames_read']} frames read: " + ", ".join(parts) + f"; {fps:.1f} fps"
+        f"{s['frames_read']} frame{'' if s['frames_read'] == 1 else 's'} read: "
+        + ", ".join(parts)
+        + f"; {fps:.1f} fps"
         f" in {s['wall_s']:.2f} s"
     )
     if s["dropped_source"]:
@@ -296,14 +307,9 @@ def summary_line(s: dict) -> str:
     line += f"; {s['stalls']} stalls; {s['failed']} failed"
     if s["analysis_errors"]:
         line += f"; {s['analysis_errors']} analysis errors skipped"
-    if s["ended"] != "end":
+    if s["ended"] in ENDED:  # interrupted, terminated: the line after says so
         line += f" ({ENDED[s['ended']]})"
     return line
 
 
-ENDED = {
-    "quit": "stopped by the user",
-    "interrupted": "interrupted",
-    "terminated": "terminated",
-    "error": "stopped by an error",
-}
+ENDED = {"quit": "stopped by the user", "error": "stopped by an error"}

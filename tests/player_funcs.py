@@ -95,3 +95,9 @@ def history_numbers(frame, out, ctx):
         "prev_is_newest": ctx.prev is (ctx.history[0] if ctx.history else None),
         "views": all(not f.flags.writeable and not f.flags.owndata for f in ctx.history),
     }
+
+
+def nan_result(frame, out, ctx):
+    import numpy as np
+
+    return {"mean": float("nan"), "top": np.float32("inf"), "ok": 1.5, "list": [np.nan, 2.0]}
