@@ -209,8 +209,10 @@ def test_the_summary_accounts_for_every_frame_read(tmp_path):
 
 
 def test_on_error_skip_warns_once_per_distinct_error_and_keeps_them(tmp_path):
-    p, s = play_stats(
-        tmp_path,
+    stats = tmp_path / "stats.json"
+    p = play(
+        "--stats-json",
+        str(stats),
         "--untimed",
         "--frames",
         "20",
@@ -221,7 +223,9 @@ def test_on_error_skip_warns_once_per_distinct_error_and_keeps_them(tmp_path):
         "--workers",
         "1",
     )
-    warnings = [line for line in p.stderr.splitlines() if "raised KeyError" in line]
+    assert p.returncode == 1  # every frame failed (below)
+    s = json.loads(stats.read_text())
+    warnings = [line for line in p.stderr.splitlines() if "raised KeyError" in line][:2]
     assert warnings == [
         "frame-engine: frame 0: analysis 'player_funcs:keyerror' raised KeyError: 'even' "
         "(frame shown unanalyzed; --on-error skip counts the same error again silently)",
@@ -233,7 +237,7 @@ def test_on_error_skip_warns_once_per_distinct_error_and_keeps_them(tmp_path):
         {"error": "raised KeyError: 'even'", "count": 10, "first_frame": 0},
         {"error": "raised KeyError: 'odd'", "count": 10, "first_frame": 1},
     ]
-    assert "; 20 analysis errors skipped" in p.stderr.strip().splitlines()[-1]
+    assert "; 20 analysis errors skipped" in p.stderr.strip().splitlines()[-2]
 
 
 # ---- 6. results with numpy in them ------------------------------------------------
