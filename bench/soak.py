@@ -45,6 +45,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+# Started with SIGINT ignored (in the background of a non-interactive shell), the
+# players would inherit that, and the "int" trials would test nothing.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 KINDS = ("kill-reader", "kill-analyzer", "kill-parent", "stop-analyzer", "term", "int")
 CLIP_FPS = 60
 CLIP_FRAMES = 180  # 3 s

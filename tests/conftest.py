@@ -1,7 +1,15 @@
 import os
+import signal
 import sys
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+# Run in the background of a non-interactive shell (`pytest &`, nohup, some CI
+# runners), this process starts with SIGINT ignored, and so would every process a
+# test starts: the Ctrl-C tests would see nothing happen. A test's processes get
+# the terminal's default instead (a handler is reset to the default across exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Test the installed package, not the source tree (which has no compiled _ring):
 # `python -m pytest` from the checkout puts the checkout first on sys.path, and

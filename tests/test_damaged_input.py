@@ -209,8 +209,9 @@ def play(path: str, *extra: str, quiet: bool = True) -> Played:
     return finish(p, path, stats_path, marker)
 
 
-def check(run: Played, quiet: bool = True) -> dict | None:
-    """What every run must do, whatever the damage; its stats when it played."""
+def check(run: Played, quiet: bool = True, timed: bool = False) -> dict | None:
+    """What every run must do, whatever the damage; its stats when it played. A
+    timed run may drop frames late on a loaded machine: each is still counted."""
     assert run.returncode >= 0, f"{run.path}: killed by signal {-run.returncode}: {run.stderr}"
     assert "Traceback" not in run.stderr, run.stderr
     assert not run.left, f"{run.path}: processes of the run still alive: {run.left}"
@@ -230,8 +231,13 @@ def check(run: Played, quiet: bool = True) -> dict | None:
     decoded = stats["decoded_frames"]
     assert 0 < decoded <= FRAMES, stats
     assert decoded == decodable, f"played {decoded} frames, but {decodable} decode"
-    assert stats["frames_read"] == stats["frames_analyzed"] == stats["frames_shown"] == decoded
-    assert stats["dropped_late"] == stats["failed"] == stats["analysis_errors"] == 0, stats
+    if timed:
+        assert stats["frames_shown"] + stats["dropped_late"] == stats["frames_read"] == decoded
+        assert stats["frames_analyzed"] + stats["not_analyzed_late"] == decoded
+    else:
+        assert stats["frames_read"] == stats["frames_analyzed"] == stats["frames_shown"] == decoded
+        assert stats["dropped_late"] == 0, stats
+    assert stats["failed"] == stats["analysis_errors"] == 0, stats
     return stats
 
 
@@ -264,7 +270,7 @@ def test_the_children_are_found_and_gone_after_the_run(clips, workdir):
         assert want <= seen, f"the run ended first; seen {sorted(seen)}"
     finally:
         run = finish(p, path, stats_path, marker)
-    assert check(run)["decoded_frames"] == FRAMES
+    assert check(run, timed=True)["decoded_frames"] == FRAMES
 
 
 @pytest.mark.parametrize("name", each_container())
