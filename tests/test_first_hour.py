@@ -163,7 +163,8 @@ def test_interrupting_says_nothing_of_damage_and_accounts_for_every_frame(tmp_pa
     """Ctrl-C half way through the demo (timed, so it is still playing)."""
     stats = tmp_path / "s.json"
     p = subprocess.Popen(
-        [tool("frame-engine"), "play", "--headless", "--stats-json", str(stats)],
+        # at half speed: 20 s of playing, so Ctrl-C lands while it plays
+        [tool("frame-engine"), "play", "--headless", "--speed", "0.5", "--stats-json", str(stats)],
         stderr=subprocess.PIPE,
         text=True,
         env=env(),
