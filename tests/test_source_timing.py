@@ -290,6 +290,7 @@ def test_live_flags_force_either_way_or_leave_it_to_the_source(monkeypatch, flag
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the command adds the cwd to it
     given = {}
-    monkeypatch.setattr(engine.pipeline, "play", lambda source, **kw: given.update(kw) or {})
+    ran = {"analysis_errors": 0, "frames_analyzed": 1, "errors": []}  # a run's stats, briefly
+    monkeypatch.setattr(engine.pipeline, "play", lambda source, **kw: given.update(kw) or ran)
     assert cli.main(["play", "demo", "--quiet", *flags]) == 0
     assert given["live"] is live
