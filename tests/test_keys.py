@@ -7,20 +7,21 @@ import os
 import pytest
 
 import engine
-from engine import display, pipeline  # noqa: F401 (display: patched)
+from engine import display
+from engine.stats import RunStats
 
 
 @pytest.fixture
 def scripted(monkeypatch):
     """Make WindowView.events answer `script(player_state)`; record shown frames."""
     shown = []
-    real_shown = pipeline.RunStats.shown
+    real_shown = RunStats.shown
 
     def record(self, index, late_s):
         shown.append(index)
         real_shown(self, index, late_s)
 
-    monkeypatch.setattr(pipeline.RunStats, "shown", record)
+    monkeypatch.setattr(RunStats, "shown", record)
 
     def install(script):
         import pygame

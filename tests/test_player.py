@@ -548,7 +548,10 @@ def test_frames_refuses_options_it_cannot_honour():
 
 def test_a_reader_that_cannot_open_the_probed_file_says_why(clip, tmp_path):
     """The file is probed, then vanishes before the reader opens it."""
-    from engine.pipeline import Player, PlayOptions, Run, RunError
+    from engine.errors import RunError
+    from engine.options import PlayOptions
+    from engine.playloop import Player
+    from engine.supervisor import Run
 
     path = str(tmp_path / "vanishing.avi")
     with open(clip, "rb") as src, open(path, "wb") as dst:

@@ -286,10 +286,10 @@ def test_an_http_file_plays_every_frame_without_dropping_at_the_source(clips, tm
 
 @pytest.mark.parametrize("flags, live", [([], None), (["--live"], True), (["--no-live"], False)])
 def test_live_flags_force_either_way_or_leave_it_to_the_source(monkeypatch, flags, live):
-    import engine.pipeline
+    import engine.api
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the command adds the cwd to it
     given = {}
-    monkeypatch.setattr(engine.pipeline, "play", lambda source, **kw: given.update(kw) or {})
+    monkeypatch.setattr(engine.api, "play", lambda source, **kw: given.update(kw) or {})
     assert cli.main(["play", "demo", "--quiet", *flags]) == 0
     assert given["live"] is live

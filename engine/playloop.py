@@ -1,19 +1,12 @@
-"""The player: shows or collects a run's frames in order on the display's clock,
-writes them to the sinks, and gives the Python API (play, frames)."""
+"""The player loop (mpv's playloop.c and video.c): each turn handles the keys,
+watches the children, pulls the frames that arrived, and shows the frame that is
+due on the display's clock (dropping late ones, counting stalls), in a window or
+headless."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from engine import control as ctl
 from engine.arrivals import Arrivals, FrameRecord
@@ -30,82 +23,9 @@ from engine.display import (
     display_available,
     position_text,
 )
-from engine.errors import RunError
-from engine.options import PREROLL, PlayOptions
-from engine.sources import SourceInfo
-from engine.stats import RunStats  # noqa: F401 (tests patch it here)
+from engine.options import PREROLL
+from engine.sinks import close_sinks, open_sinks
 from engine.supervisor import SUPERVISE_S, Run
-
-
-class Sink:
-    """Takes frames from the loop; each method does nothing unless overridden."""
-
-    def arrived(self, record: FrameRecord) -> None:
-        """Frame `record` reached the display, in order (it may yet be dropped)."""
-
-    def shown(self, record: FrameRecord, image: np.ndarray) -> None:
-        """Frame `record` was shown as `image` (a view into its slot)."""
-
-    def close(self) -> None:
-        pass
-
-
-class VideoSink(Sink):
-    """--output: every frame shown, as shown, in a video file."""
-
-    def __init__(self, path: str, info: SourceInfo) -> None:
-        import cv2
-
-        ext = os.path.splitext(path)[1].lower()
-        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if ext in (".mp4", ".m4v", ".mov") else "MJPG"))
-        self.writer = cv2.VideoWriter(path, fourcc, info.fps, (info.width, info.height))
-        if not self.writer.isOpened():
-            raise RunError(f"{path}: cannot write a video there", exit_code=1)
-
-    def shown(self, record: FrameRecord, image: np.ndarray) -> None:
-        self.writer.write(image)
-
-    def close(self) -> None:
-        self.writer.release()
-
-
-class ResultsSink(Sink):
-    """--results: one JSON line per analyzed frame that reached the display, shown
-    or dropped, in order."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            self.file = open(path, "w")
-        except OSError as e:
-            raise RunError(f"{path}: cannot write results: {e.strerror}") from None
-
-    def arrived(self, record: FrameRecord) -> None:
-        if record.analyzed:
-            line = {"frame": record.index, "result": record.result}
-            self.file.write(json.dumps(line, separators=(",", ":")) + "\n")
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def open_sinks(opts: PlayOptions, info: SourceInfo) -> list[Sink]:
-    """The sinks the options ask for, open; none left open if one cannot be."""
-    sinks: list[Sink] = []
-    try:
-        if opts.output:
-            sinks.append(VideoSink(opts.output, info))
-        if opts.results:
-            sinks.append(ResultsSink(opts.results))
-    except BaseException:
-        close_sinks(sinks)
-        raise
-    return sinks
-
-
-def close_sinks(sinks: list[Sink]) -> None:
-    for sink in sinks:
-        sink.close()
-
 
 SEEK_S = 5.0
 SPIN_S = 0.0004  # the last stretch before a frame is due is waited awake (timing error)
@@ -460,82 +380,3 @@ class Player:
         else:
             while time.monotonic() < nxt:
                 pass
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind like Ctrl-C, through every cleanup."""
-
-
-def play(source: str | int | None = "demo", **options) -> dict:
-    """Play (or, headless, process) a source through the pipeline; return the stats."""
-    run = Run(PlayOptions(source=source, **options))
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
-    try:
-        run.start()
-        player = Player(run)
-        try:
-            player.play()
-        except BaseException as e:
-            run.stats.ended = ENDED_BY.get(type(e), "error")
-            run.stats.finished(run)
-            e.stats = run.stats.as_dict()  # the command line still sums the run up
-            raise
-        run.stats.finished(run)
-        return run.stats.as_dict()
-    finally:
-        run.stop()
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
-        if run.opts.stats_json:
-            run.stats.write_json(run.opts.stats_json)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """An analyzed frame, as `frames()` gives it. It unpacks as the pair
-    `image, result`; `index` is the frame's number in the source, `pts` its time
-    in seconds, and `status` "ok", or "skipped" (the analysis raised under
-    on_error="skip"; result holds the error) or "failed" (its analyzer died)."""
-
-    image: np.ndarray  # read-only view into the ring, valid until the next frame
-    result: Any
-    index: int
-    pts: float
-    status: str = "ok"
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.image, self.result))
-
-
-def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
-    """Analyzed frames in order, as fast as they come (`Frame`s, which unpack as
-    `image, result`). The image is a read-only view into the ring, valid until the
-    next iteration (copy it to keep it). Leaving the loop stops the run."""
-    options.setdefault("untimed", True)
-    for name in ("output", "results", "stats_json", "headless"):
-        if options.get(name) is not None:
-            raise TypeError(f"frames() takes no {name!r}: it hands frames to the caller")
-    run = Run(PlayOptions(source=source, headless=True, quiet=True, **options))
-    try:
-        run.start()
-        arrivals = Arrivals(run)
-        while True:
-            record = arrivals.next(timeout=SUPERVISE_S)
-            if record is None:  # none came meanwhile: look at the children
-                run.supervise()
-                if arrivals.eof:
-                    return
-                continue
-            image = arrivals.image(record)
-            yield Frame(image, record.result, record.index, record.pts, record.status)
-            arrivals.release(record.seq)
-    finally:
-        run.stop()
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
-ENDED_BY = {KeyboardInterrupt: "interrupted", Terminated: "terminated"}
