@@ -24,7 +24,7 @@ from engine.display import (
     position_text,
 )
 from engine.options import PREROLL
-from engine.sinks import close_sinks, open_sinks
+from engine.sinks import Sink, close_sinks, open_sinks
 from engine.supervisor import SUPERVISE_S, Run
 
 SEEK_S = 5.0
@@ -41,7 +41,7 @@ class Player:
         self.run = run
         opts = run.opts
         self.arrivals = Arrivals(run)
-        self.sinks: list = []  # opened by play()
+        self.sinks: list[Sink] = []  # opened by play()
         self.untimed = opts.untimed
         self.clock = Clock(run.info.fps, opts.speed)
         self.hud = False
