@@ -18,9 +18,9 @@ _EXPORTS = {
     "Context": "engine.analysis",
     "analysis": "engine.analysis",
     "AnalysisError": "engine.analysis",
-    "Frame": "engine.pipeline",
-    "frames": "engine.pipeline",
-    "play": "engine.pipeline",
+    "Frame": "engine.api",
+    "frames": "engine.api",
+    "play": "engine.api",
     "clean_stale": "engine.segments",
     "SourceError": "engine.sources",
     "FrameEngineError": "engine.errors",
@@ -51,8 +51,8 @@ assert sorted(__all__) == sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:
     from engine._ring import Ring, RingAborted
     from engine.analysis import AnalysisError, Context, analysis
+    from engine.api import Frame, frames, play
     from engine.errors import AnalysisFailed, FrameEngineError, MainGuardError, RunError
-    from engine.pipeline import Frame, frames, play
     from engine.segments import clean_stale
     from engine.sources import SourceError
 

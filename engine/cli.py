@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from engine.pipeline import PlayOptions, play
+    from engine.api import play
+    from engine.options import PlayOptions
 
     # --analyze mymodule:fn finds ./mymodule.py (the analyzers inherit sys.path);
     # last on the path, so a folder here never shadows an installed package.
@@ -238,8 +239,8 @@ def _clean(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    from engine.api import Terminated
     from engine.errors import FrameEngineError
-    from engine.pipeline import Terminated
 
     try:
         return args.func(args)

@@ -186,7 +186,7 @@ class RunStats:
 
     def buffered(self, run) -> int:
         st = run.ring.stats()
-        return st[0]["items"] - st[2]["items"]
+        return st[0]["items"] - st[run.display_stage]["items"]
 
     def hud(self, run) -> list[str]:
         """The overlay's lines, recomputed at most 4 times a second."""

@@ -4,23 +4,25 @@ a script posts the key presses a person would make, at the moments it chooses.""
 import json
 import os
 
+import numpy as np
 import pytest
 
 import engine
-from engine import display, pipeline  # noqa: F401 (display: patched)
+from engine import display
+from engine.stats import RunStats
 
 
 @pytest.fixture
 def scripted(monkeypatch):
     """Make WindowView.events answer `script(player_state)`; record shown frames."""
     shown = []
-    real_shown = pipeline.RunStats.shown
+    real_shown = RunStats.shown
 
     def record(self, index, late_s):
         shown.append(index)
         real_shown(self, index, late_s)
 
-    monkeypatch.setattr(pipeline.RunStats, "shown", record)
+    monkeypatch.setattr(RunStats, "shown", record)
 
     def install(script):
         import pygame
@@ -124,22 +126,68 @@ def test_pause_stops_the_clock_and_step_advances_one_frame(scripted):
     assert stats["dropped_late"] == 0
 
 
+def grab_screen():
+    """The window's pixels, BGR."""
+    import pygame
+
+    rgb = pygame.surfarray.array3d(pygame.display.get_surface()).transpose(1, 0, 2)
+    return rgb[:, :, ::-1].copy()
+
+
+def demo_frame(index, shape):
+    """Demo frame `index`, fitted to `shape` as the window fits it."""
+    from engine.sources import DemoSource
+
+    image = np.empty(shape, np.uint8)
+    demo = DemoSource()
+    demo.seek(index)
+    assert demo.read_into(image)
+    return image
+
+
 def test_stats_overlay_and_fullscreen_keys_do_not_disturb_playback(scripted):
+    """`i` draws the overlay over the frame's top left (the rest of the window is
+    the frame itself) and a second `i` takes it away; `f` goes full screen; the
+    frames go on in order throughout."""
     shown, install = scripted
+    state = {"phase": "play"}
+    grabbed = {}
 
     def script(shown, n):
-        if n == 5:
+        phase = state["phase"]
+        if phase == "play" and len(shown) >= 3:
+            state["phase"], state["at"] = "overlay", len(shown)
             return ["i"]
-        if n == 9:
+        if phase == "overlay" and len(shown) >= state["at"] + 2:  # frames shown since
+            grabbed["overlay"] = grab_screen(), shown[-1]
+            state["phase"], state["at"] = "plain", len(shown)
+            return ["i"]
+        if phase == "plain" and len(shown) >= state["at"] + 2:
+            grabbed["plain"] = grab_screen(), shown[-1]
+            state["phase"] = "fullscreen"
             return ["f"]
-        if len(shown) >= 20:
+        if phase == "fullscreen" and len(shown) >= 20:
             return ["q"]
         return []
 
     install(script)
     stats = run(speed=4)
-    assert shown == list(range(len(shown))) and len(shown) >= 20
-    assert stats["display"] == "window"
+    # in order, none twice (a loaded machine may drop some late at 120 fps)
+    assert shown == sorted(set(shown)) and len(shown) >= 20
+    assert stats["frames_shown"] == len(shown) and stats["display"] == "window"
+
+    def differs(screen, index, rows, cols):
+        frame = demo_frame(index, screen.shape)
+        return np.abs(screen[rows, cols].astype(int) - frame[rows, cols].astype(int)).mean()
+
+    top_left = (slice(8, 22), slice(10, 200))  # inside the box of the overlay's first line
+    screen, index = grabbed["overlay"]
+    h, w = screen.shape[:2]
+    rest = (slice(h // 2, h), slice(w // 2, w))  # well clear of the overlay
+    assert differs(screen, index, *rest) < 2.0  # the frame itself, shown as it is
+    assert differs(screen, index, *top_left) > 20  # darkened, with white text over it
+    screen, index = grabbed["plain"]
+    assert differs(screen, index, *top_left) < 2.0  # the overlay is gone
 
 
 def test_seek_back_after_the_reader_reached_the_end(scripted):

@@ -15,7 +15,7 @@ import subprocess
 from helpers import tool
 from overload_funcs import COMPARE_S, FPS
 
-from engine.pipeline import LIVE_LEAD_S
+from engine.playloop import LIVE_LEAD_S
 from engine.sources import write_demo_clip
 
 HERE = os.path.dirname(os.path.abspath(__file__))

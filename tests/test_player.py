@@ -129,7 +129,9 @@ def test_speed_2_plays_on_a_clock_twice_as_fast(tmp_path):
     assert s["frames_shown"] >= 45
     # 90 frames at 30 fps x 2 take 89/60 s from the first frame shown to the last.
     assert s["wall_s"] >= 89 / 60
-    assert time.monotonic() - t0 < 89 / 60 + 30  # bounded: the clock did not run slow
+    # Bounded: 4-6 s in all on a loaded machine (start-up takes seconds); a clock
+    # running many times too slow, or a run that hangs at its end, fails.
+    assert time.monotonic() - t0 < 15
 
 
 def test_late_frames_are_dropped_and_counted_when_analysis_is_slow(tmp_path):
@@ -488,7 +490,10 @@ def test_python_api_play_and_frames(monkeypatch):
 def test_breaking_out_of_frames_stops_the_run():
     it = engine.frames("demo", analyze="none", workers=1)
     next(it)
+    kids = children(os.getpid())  # the reader and the analyzer, while the run goes on
+    assert len(kids) == 2 and not gone(kids)
     it.close()
+    wait_until(lambda: gone(kids), what="the children to end", timeout=5)
     assert [n for n in os.listdir("/dev/shm") if n.startswith(f"fe-{os.getpid()}-")] == []
 
 
@@ -548,7 +553,10 @@ def test_frames_refuses_options_it_cannot_honour():
 
 def test_a_reader_that_cannot_open_the_probed_file_says_why(clip, tmp_path):
     """The file is probed, then vanishes before the reader opens it."""
-    from engine.pipeline import Player, PlayOptions, Run, RunError
+    from engine.errors import RunError
+    from engine.options import PlayOptions
+    from engine.playloop import Player
+    from engine.supervisor import Run
 
     path = str(tmp_path / "vanishing.avi")
     with open(clip, "rb") as src, open(path, "wb") as dst:

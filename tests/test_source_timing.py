@@ -286,11 +286,11 @@ def test_an_http_file_plays_every_frame_without_dropping_at_the_source(clips, tm
 
 @pytest.mark.parametrize("flags, live", [([], None), (["--live"], True), (["--no-live"], False)])
 def test_live_flags_force_either_way_or_leave_it_to_the_source(monkeypatch, flags, live):
-    import engine.pipeline
+    import engine.api
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the command adds the cwd to it
     given = {}
     ran = {"analysis_errors": 0, "frames_analyzed": 1, "errors": []}  # a run's stats, briefly
-    monkeypatch.setattr(engine.pipeline, "play", lambda source, **kw: given.update(kw) or ran)
+    monkeypatch.setattr(engine.api, "play", lambda source, **kw: given.update(kw) or ran)
     assert cli.main(["play", "demo", "--quiet", *flags]) == 0
     assert given["live"] is live

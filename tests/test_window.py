@@ -16,8 +16,9 @@ import warnings
 import pytest
 
 import engine
-from engine import display, pipeline  # noqa: F401 (display: patched)
+from engine import display
 from engine.sources import read_frame_number
+from engine.stats import RunStats
 
 DEMO = (1280, 720)  # the demo's frame size: larger than 90% of the dummy desktop
 DUMMY_DESKTOP = (1024, 768)
@@ -28,13 +29,13 @@ def scripted(monkeypatch):
     """Make WindowView.events answer `script(shown, turn)` with key names (or run
     code of its own); record the frames shown, in order."""
     shown = []
-    real_shown = pipeline.RunStats.shown
+    real_shown = RunStats.shown
 
     def record(self, index, late_s):
         shown.append(index)
         real_shown(self, index, late_s)
 
-    monkeypatch.setattr(pipeline.RunStats, "shown", record)
+    monkeypatch.setattr(RunStats, "shown", record)
 
     def install(script):
         import pygame

@@ -1,0 +1,85 @@
+"""Where a run's frames go besides the screen: the video written with --output and
+the results file of --results.  Sinks are fed by the player loop: every frame that
+reaches the display (shown or dropped) as it arrives, and every frame shown."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from engine.arrivals import FrameRecord
+from engine.errors import RunError
+from engine.options import PlayOptions
+from engine.sources import SourceInfo
+
+
+class Sink:
+    """Takes frames from the loop; each method does nothing unless overridden."""
+
+    def arrived(self, record: FrameRecord) -> None:
+        """Frame `record` reached the display, in order (it may yet be dropped)."""
+
+    def shown(self, record: FrameRecord, image: np.ndarray) -> None:
+        """Frame `record` was shown as `image` (a view into its slot)."""
+
+    def close(self) -> None:
+        pass
+
+
+class VideoSink(Sink):
+    """--output: every frame shown, as shown, in a video file."""
+
+    def __init__(self, path: str, info: SourceInfo) -> None:
+        import cv2
+
+        ext = os.path.splitext(path)[1].lower()
+        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if ext in (".mp4", ".m4v", ".mov") else "MJPG"))
+        self.writer = cv2.VideoWriter(path, fourcc, info.fps, (info.width, info.height))
+        if not self.writer.isOpened():
+            raise RunError(f"{path}: cannot write a video there", exit_code=1)
+
+    def shown(self, record: FrameRecord, image: np.ndarray) -> None:
+        self.writer.write(image)
+
+    def close(self) -> None:
+        self.writer.release()
+
+
+class ResultsSink(Sink):
+    """--results: one JSON line per analyzed frame that reached the display, shown
+    or dropped, in order."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.file = open(path, "w")
+        except OSError as e:
+            raise RunError(f"{path}: cannot write results: {e.strerror}") from None
+
+    def arrived(self, record: FrameRecord) -> None:
+        if record.analyzed:
+            line = {"frame": record.index, "result": record.result}
+            self.file.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_sinks(opts: PlayOptions, info: SourceInfo) -> list[Sink]:
+    """The sinks the options ask for, open; none left open if one cannot be."""
+    sinks: list[Sink] = []
+    try:
+        if opts.output:
+            sinks.append(VideoSink(opts.output, info))
+        if opts.results:
+            sinks.append(ResultsSink(opts.results))
+    except BaseException:
+        close_sinks(sinks)
+        raise
+    return sinks
+
+
+def close_sinks(sinks: list[Sink]) -> None:
+    for sink in sinks:
+        sink.close()

@@ -1,0 +1,218 @@
+"""Setting a run up and watching it (mpv's loadfile.c): probe the source, resolve
+the analysis, size and create the ring, start the reader and the analyzer pool;
+replace an analyzer that dies, restart a reader that dies; on every way out, stop
+the children and remove the segment."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field, replace
+
+from engine import control as ctl
+from engine._ring import Ring
+from engine.analysis import importing, resolve
+from engine.display import display_available
+from engine.errors import RunError, refuse_nested_run
+from engine.options import PREROLL, PlayOptions, default_workers, ring_slots
+from engine.procs import Child
+from engine.segments import clean_stale
+from engine.slots import SlotLayout
+from engine.sources import SourceInfo, probe
+from engine.stats import RunStats
+
+SUPERVISE_S = 0.05  # how often the children are checked
+JOIN_S = 1.5  # children get this long to stop before they are killed
+MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
+
+
+@dataclass
+class Run:
+    """One run of the pipeline, from set-up to clean-up."""
+
+    opts: PlayOptions
+    info: SourceInfo = field(init=False)
+    stats: RunStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        refuse_nested_run(importing())  # before anything is made: nothing to undo
+        opts = self.opts
+        opts.check()
+        spec = "demo" if opts.source is None else opts.source
+        self.info = probe(spec, opts.fps)
+        self.analysis = resolve(opts.analyze)  # import errors surface here, once
+        self.live = self.info.live if opts.live is None else opts.live
+        self.workers = opts.workers or default_workers()
+        self.layout = SlotLayout(self.info.height, self.info.width, not self.analysis.in_place)
+        buffer = opts.buffer or max(PREROLL * 2, math.ceil(2 * self.info.fps))
+        self.slots = ring_slots(
+            buffer + 1, self.analysis.lookback, self.layout.slot_bytes, opts.max_memory
+        )
+        if opts.start and self.info.live:
+            raise RunError(
+                f"--start {opts.start}: {self.info.spec} is live, it cannot start later",
+                exit_code=2,
+            )
+        self.start_frame = round(opts.start * self.info.fps)
+        declared = self.info.declared_frames
+        if declared and self.start_frame >= declared:
+            length = declared / self.info.fps
+            raise RunError(f"--start {opts.start}: the source has {length:.1f} s", exit_code=2)
+        self.stats = RunStats(self.info, self.analysis.name, opts.quiet)
+        for note in self.info.notes:
+            self.stats.note(f"{self.info.spec}: {note}")
+        # The ring's consumer stages, in order: the analyzer pool, then the display.
+        # Everything that reads a stage's counters asks the run which it is.
+        self.stages: tuple[str, ...] = ("pool", "ordered")
+        self.display_stage = len(self.stages)  # stage 0 is the reader
+        self.ring: Ring | None = None
+        self.procs: dict[str, Child] = {}
+        # Where a window will open, the user can seek back after the source ended.
+        self.seekable = (
+            self.info.seekable
+            and not (self.live or opts.untimed or opts.headless)
+            and display_available()
+        )
+        self.deaths, self.progress_at_death = 0, -1  # analyzer deaths with no frame between
+        self.reader_deaths, self.reader_progress = 0, -1  # the same for the reader
+
+    # ---- set-up and clean-up ------------------------------------------------
+
+    def start(self) -> None:
+        clean_stale()  # segments of runs whose parent was killed
+        try:
+            self.ring = Ring.create(
+                slots=self.slots,
+                slot_bytes=self.layout.slot_bytes,
+                stages=self.stages,
+                lookback=self.analysis.lookback,
+                user_bytes=ctl.USER_BYTES,
+            )
+        except OSError as e:  # /dev/shm full or too small (containers often give 64 MiB)
+            size = self.slots * self.layout.slot_bytes / 2**20
+            raise RunError(
+                f"cannot make a {size:.0f} MiB frame buffer in /dev/shm ({os.strerror(e.errno)}): "
+                "lower --buffer or --max-memory, or give /dev/shm more room"
+            ) from None
+        self.shared = ctl.shared_fields(self.ring)
+        self.cfg = ctl.RunConfig(
+            ring_name=self.ring.name,
+            layout=self.layout,
+            source=self.info,
+            analyze=self.analysis.name,
+            # a batch must fit beside the frame on screen and the lookback behind it
+            batch=max(1, min(self.opts.batch, self.slots - 1 - self.analysis.lookback)),
+            live=self.live,
+            pace_fps=self.info.fps * self.opts.speed if self.live and not self.info.live else None,
+            start_frame=self.start_frame,
+            max_frames=self.opts.frames,
+            lookback=self.analysis.lookback,
+            on_error=self.opts.on_error,
+            seekable=self.seekable,
+        )
+        self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
+        for w in range(1, self.workers + 1):
+            self._spawn_analyzer(w)
+        self.stats.started()
+
+    def _spawn(self, role: str, name: str, target: str, args: tuple) -> None:
+        self.procs[role] = Child(name, target, args, debug=self.opts.debug)
+
+    def _spawn_analyzer(self, worker: int) -> None:
+        self._spawn(
+            f"analyzer-{worker}", f"fe-analyze-{worker}", "engine.analyzer:run", (self.cfg, worker)
+        )
+
+    def stop(self) -> None:
+        """Stop every child within JOIN_S and remove the segment; safe to call twice."""
+        if self.ring is None:
+            return
+        self.ring.abort()
+        deadline = time.monotonic() + JOIN_S
+        for p in self.procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs.values():
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        self.ring.close()
+        self.ring.unlink()
+        self.ring = None
+
+    # ---- supervision ----------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Replace dead analyzers (their frames move on, flagged failed) and a dead
+        reader of a seekable source (it goes on after the last frame published); a
+        reader of a live source that died, or one that dies again and again, ends
+        the run."""
+        for role, p in list(self.procs.items()):
+            if p.is_alive():
+                continue
+            why = ctl.reported_error(self.ring)
+            if role == "reader":
+                if not self.shared[ctl.READER_DONE]:
+                    self._restart_reader(p, why)
+                continue
+            if p.exitcode == 0 and self.ring.end_seq is not None:
+                continue  # finished with the stream
+            moved = self.ring.reclaim(p.pid)
+            st = self.ring.stats(1)
+            progress = st["items"] - st["failed"]  # frames analyzed, not moved on by reclaim
+            self.deaths = self.deaths + 1 if progress == self.progress_at_death else 1
+            self.progress_at_death = progress
+            if self.deaths >= MAX_DEATHS:  # dies at start, or on every frame: do not loop
+                raise RunError(
+                    f"analysis '{self.analysis.name}': the analyzer died {self.deaths} times "
+                    f"in a row without finishing a frame ({exit_text(p.exitcode)})"
+                    + (f": {why}" if why else "")
+                )
+            self.stats.note(
+                f"analyzer {role[9:]} (pid {p.pid}) died ({exit_text(p.exitcode)}); "
+                f"{moved} frame(s) move on unanalyzed; restarted"
+            )
+            self._spawn_analyzer(int(role[9:]))
+
+    def _restart_reader(self, p: Child, why: str | None) -> None:
+        died = f"the reader process died ({exit_text(p.exitcode)})" + (f": {why}" if why else "")
+        published = self.ring.stats(0)["items"]
+        self.reader_deaths = self.reader_deaths + 1 if published == self.reader_progress else 1
+        self.reader_progress = published
+        # A file or the demo can be read again from any frame; a camera or a stream
+        # cannot, and a live run has moved on meanwhile.
+        restartable = self.info.kind in ("file", "demo") and not self.live
+        if not restartable or why or self.reader_deaths >= MAX_DEATHS:
+            raise RunError(f"{self.info.spec}: {died}")
+        self.ring.reclaim(p.pid)  # frees the producer role; what it claimed is abandoned
+        index, epoch, resume_at = self.start_frame, 0, None
+        if published:  # go on after the last frame it published, in that frame's epoch
+            meta = self.layout.meta(self.ring, published - 1)
+            index, epoch = int(meta["index"]) + 1, int(meta["epoch"])
+            resume_at = index
+        remaining = self.cfg.max_frames
+        if remaining is not None and epoch == 0:  # what it published, less the context
+            remaining = max(0, remaining - (published - int(self.shared[ctl.CONTEXT])))
+        self.cfg = replace(
+            self.cfg,
+            # frames before the epoch's start or seek point are still context
+            start_frame=self.start_frame if epoch == 0 else int(self.shared[ctl.SEEK_TO]),
+            resume_at=resume_at,
+            start_epoch=epoch,
+            max_frames=remaining,
+            decoded_before=published if epoch == 0 else 0,
+        )
+        self.stats.note(f"{died}; restarted at frame {index}")
+        self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
