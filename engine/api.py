@@ -37,6 +37,7 @@ def play(source: str | int | None = "demo", **options) -> dict:
             run.stats.finished(run)
             e.stats = run.stats.as_dict()  # the command line still sums the run up
             raise
+        run.finish()  # the analyzers and steps give their summaries as they exit
         run.stats.finished(run)
         return run.stats.as_dict()
     finally:
@@ -59,6 +60,7 @@ class Frame:
     index: int
     pts: float
     status: str = "ok"
+    steps: dict | None = None  # the ordered steps' results (then=...), by step name
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.image, self.result))
@@ -84,7 +86,7 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
                     return
                 continue
             image = arrivals.image(record)
-            yield Frame(image, record.result, record.index, record.pts, record.status)
+            yield Frame(image, record.result, record.index, record.pts, record.status, record.steps)
             arrivals.release(record.seq)
     finally:
         run.stop()

@@ -39,6 +39,7 @@ class FrameRecord:
     skipped: bool  # the analysis raised and the run goes on (--on-error skip)
     result: Any  # what the analysis returned (the error, where skipped); None if none ran
     analysis_ns: int  # how long its analysis took; 0 unless an analyzer ran on it
+    steps: dict | None = None  # the ordered steps' results, by step name (a run with --then)
 
     @property
     def analyzed(self) -> bool:
@@ -122,6 +123,14 @@ class Arrivals:
             self._analysis_failed(index, result)
         if skipped:
             run.stats.analysis_error(index, result["error"])
+        steps = None
+        if run.layout.steps:
+            steps = run.layout.read_steps(self.ring, seq, meta)
+            if int(meta["steps_status"]) == ERROR:
+                self._analysis_failed(index, steps, what=f"step '{steps.pop('step')}'")
+            for name, got in (steps or {}).items():  # --on-error skip: said once, counted
+                if isinstance(got, dict) and set(got) == {"error"}:
+                    run.stats.analysis_error(index, f"{got['error']} (step '{name}')")
         run.stats.arrived(index, failed, skipped, late, int(meta["analysis_ns"]))
         return FrameRecord(
             seq=seq,
@@ -132,15 +141,17 @@ class Arrivals:
             skipped=skipped,
             result=result,
             analysis_ns=int(meta["analysis_ns"]),
+            steps=steps,
         )
 
-    def _analysis_failed(self, index: int, report: dict) -> None:
+    def _analysis_failed(self, index: int, report: dict, what: str | None = None) -> None:
         """Stop the run: the analysis raised (or returned what cannot be stored) on
         frame `index`. The user's exception, where it came back from the analyzer,
         is the cause, with the traceback there as its own cause."""
         run = self.run
+        what = what or f"analysis '{run.analysis.name}'"
         error = AnalysisFailed(
-            f"{run.info.spec}: frame {index}: analysis '{run.analysis.name}' {report['error']}",
+            f"{run.info.spec}: frame {index}: {what} {report['error']}",
             frame=index,
             detail=report.get("traceback"),
         )

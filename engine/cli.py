@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="none (default), gray, edges, blur, motion, flow, or module:function",
     )
     play.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="an ordered step after the analysis, seeing every frame in order (repeat for "
+        "more): track, count, count:y=0.6, or module:function",
+    )
+    play.add_argument(
         "--workers",
         type=_int_at_least(1),
         metavar="N",

@@ -40,6 +40,7 @@ class PlayOptions:
     quiet: bool = False
     debug: bool = False
     on_error: str = "stop"
+    then: tuple | list = ()  # ordered steps after the pool, in order: names or functions
 
     def check(self) -> None:
         """Refuse options out of range, naming the option."""

@@ -58,8 +58,11 @@ class ResultsSink(Sink):
             raise RunError(f"{path}: cannot write results: {e.strerror}") from None
 
     def arrived(self, record: FrameRecord) -> None:
-        if record.analyzed:
-            line = {"frame": record.index, "result": record.result}
+        # a frame analyzed, or one the ordered steps saw (they see every frame)
+        if record.analyzed or record.steps is not None:
+            line = {"frame": record.index, "result": record.result if record.analyzed else None}
+            if record.steps is not None:
+                line["steps"] = record.steps
             self.file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def close(self) -> None:

@@ -243,6 +243,7 @@ class RunStats:
             "stalls": self.stalls,
             "failed": self.failed,
             "analysis_errors": self.analysis_errors,
+            "summaries": run.summaries(),
             "errors": list(self.errors.values()),
             "not_analyzed_late": self.not_analyzed_late,
             "discarded_seek": self.discarded_seek,

@@ -43,9 +43,19 @@ class Run:
         spec = "demo" if opts.source is None else opts.source
         self.info = probe(spec, opts.fps)
         self.analysis = resolve(opts.analyze)  # import errors surface here, once
+        if self.analysis.ordered:
+            raise RunError(
+                f"--analyze {self.analysis.name}: an ordered step (it keeps state from frame "
+                "to frame) runs after the pool: give it with --then",
+                exit_code=2,
+            )
+        then = [opts.then] if isinstance(opts.then, str) or callable(opts.then) else opts.then
+        self.steps = [resolve(spec) for spec in then]
         self.live = self.info.live if opts.live is None else opts.live
         self.workers = opts.workers or default_workers()
-        self.layout = SlotLayout(self.info.height, self.info.width, not self.analysis.in_place)
+        self.layout = SlotLayout(
+            self.info.height, self.info.width, not self.analysis.in_place, steps=bool(self.steps)
+        )
         buffer = opts.buffer or max(PREROLL * 2, math.ceil(2 * self.info.fps))
         self.slots = ring_slots(
             buffer + 1, self.analysis.lookback, self.layout.slot_bytes, opts.max_memory
@@ -63,9 +73,11 @@ class Run:
         self.stats = RunStats(self.info, self.analysis.name, opts.quiet)
         for note in self.info.notes:
             self.stats.note(f"{self.info.spec}: {note}")
-        # The ring's consumer stages, in order: the analyzer pool, then the display.
-        # Everything that reads a stage's counters asks the run which it is.
-        self.stages: tuple[str, ...] = ("pool", "ordered")
+        # The ring's consumer stages, in order: the analyzer pool, the ordered steps
+        # (all in one process, where the run has any), then the display.  Everything
+        # that reads a stage's counters asks the run which it is.
+        self.stages: tuple[str, ...] = ("pool", "ordered") + (("ordered",) if self.steps else ())
+        self.steps_stage = 2 if self.steps else 0
         self.display_stage = len(self.stages)  # stage 0 is the reader
         self.ring: Ring | None = None
         self.procs: dict[str, Child] = {}
@@ -88,7 +100,7 @@ class Run:
                 slot_bytes=self.layout.slot_bytes,
                 stages=self.stages,
                 lookback=self.analysis.lookback,
-                user_bytes=ctl.USER_BYTES,
+                user_bytes=ctl.user_bytes(self.workers),
             )
         except OSError as e:  # /dev/shm full or too small (containers often give 64 MiB)
             size = self.slots * self.layout.slot_bytes / 2**20
@@ -111,10 +123,14 @@ class Run:
             lookback=self.analysis.lookback,
             on_error=self.opts.on_error,
             seekable=self.seekable,
+            then=tuple(a.name for a in self.steps),
+            steps_stage=self.steps_stage,
         )
         self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
             self._spawn_analyzer(w)
+        if self.steps:
+            self._spawn("steps", "fe-steps", "engine.steps:run", (self.cfg,))
         self.stats.started()
 
     def _spawn(self, role: str, name: str, target: str, args: tuple) -> None:
@@ -124,6 +140,24 @@ class Run:
         self._spawn(
             f"analyzer-{worker}", f"fe-analyze-{worker}", "engine.analyzer:run", (self.cfg, worker)
         )
+
+    def finish(self) -> None:
+        """The stream ended: let the analyzers and the steps exit (they give their
+        summaries on the way out), within JOIN_S."""
+        deadline = time.monotonic() + JOIN_S
+        for role, p in self.procs.items():
+            if role != "reader":
+                p.join(max(0.0, deadline - time.monotonic()))
+
+    def summaries(self) -> dict:
+        """What the steps' close() gave: an ordered step's summary, and a pool
+        class's, one per analyzer, in a list."""
+        found: dict = {}
+        for w in range(1, self.workers + 1):
+            for name, summary in ctl.read_summary(self.ring, w).items():
+                found.setdefault(name, []).append(summary)
+        found.update(ctl.read_summary(self.ring, 0))
+        return found
 
     def stop(self) -> None:
         """Stop every child within JOIN_S and remove the segment; safe to call twice."""
@@ -156,6 +190,15 @@ class Run:
                 if not self.shared[ctl.READER_DONE]:
                     self._restart_reader(p, why)
                 continue
+            if role == "steps":
+                if p.exitcode == 0 and self.ring.end_seq is not None:
+                    continue  # finished with the stream
+                names = ", ".join(a.name for a in self.steps)
+                # their state cannot be rebuilt: the run stops
+                raise RunError(
+                    f"steps {names}: the steps process died ({exit_text(p.exitcode)})"
+                    + (f": {why}" if why else "")
+                )
             if p.exitcode == 0 and self.ring.end_seq is not None:
                 continue  # finished with the stream
             moved = self.ring.reclaim(p.pid)
