@@ -20,6 +20,18 @@ from engine.analysis import Analysis, Context, resolve
 from engine.slots import ERROR, LATE, OK, PRELUDE, SKIPPED, ResultError, SlotLayout
 
 STAGE = 1
+BUSY = None  # this process's busy record (control.busy_record), set by run()
+
+
+def busy(index: int | None) -> None:
+    """Tell the supervisor that this process works on frame `index` from now on
+    (None: it is done), for --step-timeout."""
+    if BUSY is not None:
+        if index is None:
+            BUSY[0] = 0
+        else:
+            BUSY[1] = index
+            BUSY[0] = time.monotonic_ns()
 
 
 class Pacer:
@@ -101,6 +113,7 @@ def analyze_frame(
         history=past,
     )
     t0 = time.perf_counter_ns()
+    busy(ctx.frame_index)
     try:
         result = (call or analysis.fn)(frame, out, ctx)
     except Exception as e:  # the user's function: report, do not die
@@ -109,6 +122,8 @@ def analyze_frame(
     else:
         meta["analysis_ns"] = time.perf_counter_ns() - t0
         report = store(ring, layout, seq, meta, result)
+    finally:
+        busy(None)
     if report is not None:
         record_failure(ring, layout, seq, meta, report, skip, frame, out, analysis.in_place)
     if pacer is not None:
@@ -202,6 +217,7 @@ def _batch_call(ring, layout, analysis, call, seq, k, worker, skip, pacer) -> No
             )
         )
     t0 = time.perf_counter_ns()
+    busy(ctxs[0].frame_index)
     try:
         results = call(frames, outs, ctxs)
         if results is None:
@@ -218,6 +234,8 @@ def _batch_call(ring, layout, analysis, call, seq, k, worker, skip, pacer) -> No
         report = {"error": f"returned {e}"}
     except Exception as e:  # the user's function: report, do not die
         report = failure_report(e)
+    finally:
+        busy(None)
     each = (time.perf_counter_ns() - t0) // k
     for i, (s, meta) in enumerate(zip(range(seq, seq + k), metas, strict=True)):
         meta["analysis_ns"] = each
@@ -250,8 +268,10 @@ def run(cfg: ctl.RunConfig, worker: int) -> None:
     """Process body: take frames from the pool stage until the end of the stream;
     then the summary of the analysis' close(), if it is a class that has one."""
     cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV threads would fight it
+    global BUSY
     ring = Ring.open(cfg.ring_name)
     shared = ctl.shared_fields(ring)
+    BUSY = ctl.busy_record(ring, cfg.workers, worker)
     try:
         analysis = resolve(cfg.analyze)
         call = analysis.make()  # a class: built once in this process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -160,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--stats-json", metavar="FILE", help="write the run's figures at the end")
     play.add_argument(
+        "--step-timeout",
+        type=_float,
+        metavar="SECONDS",
+        help="an analyzer that spends longer on one frame is killed and replaced, the frame "
+        "counted failed; ordered steps that hang stop the run",
+    )
+    play.add_argument(
         "--on-error",
         choices=("stop", "skip"),
         default="stop",
@@ -228,6 +236,9 @@ def _report(stats: dict, args: argparse.Namespace) -> None:
     from engine.stats import summary_line
 
     print(f"frame-engine: {summary_line(stats)}", file=sys.stderr)
+    for name, summary in stats["summaries"].items():  # what the steps' close() said
+        if summary and not isinstance(summary, list):
+            print(f"frame-engine: {name}: {json.dumps(summary)}", file=sys.stderr)
 
 
 def _clean(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ class RunConfig:
     decoded_before: int = 0  # frames the readers before it decoded and published
     then: tuple[str, ...] = ()  # the ordered steps, in order, run in one process
     steps_stage: int = 0  # their stage in the ring (0: the run has none)
+    workers: int = 1  # the analyzers: where each process's busy record is
 
 
 SUMMARY_BYTES = 4096  # per process: the summaries its steps' close() gave, JSON
@@ -75,7 +76,20 @@ USER_BYTES = SIZE * 8 + ERROR_BYTES
 
 
 def user_bytes(workers: int) -> int:
-    return USER_BYTES + (workers + 1) * SUMMARY_BYTES
+    """The user area of a run with `workers` analyzers: the fields and the error
+    text, a summary area and a busy record per process (the steps' process is 0)."""
+    return USER_BYTES + (workers + 1) * (SUMMARY_BYTES + BUSY_BYTES)
+
+
+BUSY_BYTES = 16  # per process: since when (monotonic ns, 0: idle) and on which frame
+
+
+def busy_record(ring, workers: int, slot: int):
+    """Process `slot`'s record of the frame it is working on: [since_ns, index]
+    (int64; since 0 while it waits). One writer, the process; the supervisor reads
+    it without a lock (a torn read costs at most one late kill decision)."""
+    offset = USER_BYTES + (workers + 1) * SUMMARY_BYTES + slot * BUSY_BYTES
+    return ring.user(shape=(2,), dtype="<i8", offset=offset)
 
 
 def write_summary(ring, slot: int, summaries: dict) -> None:

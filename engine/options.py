@@ -41,6 +41,7 @@ class PlayOptions:
     debug: bool = False
     on_error: str = "stop"
     then: tuple | list = ()  # ordered steps after the pool, in order: names or functions
+    step_timeout: float | None = None  # seconds one frame may take in a step
 
     def check(self) -> None:
         """Refuse options out of range, naming the option."""
@@ -63,6 +64,13 @@ class PlayOptions:
             raise RunError(f"--frames {self.frames}: must be at least 1", exit_code=2)
         if self.max_memory < 2**20:
             raise RunError(f"--max-memory {self.max_memory}: must be at least 1 MiB", exit_code=2)
+        if self.step_timeout is not None and not (
+            math.isfinite(self.step_timeout) and 0.1 <= self.step_timeout <= 86400
+        ):
+            raise RunError(
+                f"--step-timeout {self.step_timeout}: must be from 0.1 to 86400 seconds",
+                exit_code=2,
+            )
         if self.on_error not in ("stop", "skip"):
             raise RunError(f"--on-error {self.on_error}: must be stop or skip", exit_code=2)
         for option, path in (

@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 
+from engine import analyzer
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.analysis import Context, resolve
@@ -61,6 +62,14 @@ class Steps:
             layout.out(ring, seq) if layout.separate_out and not failed else layout.frame(ring, seq)
         )
         ours: dict[str, Any] = {}
+        analyzer.busy(int(meta["index"]))
+        try:
+            self._run_steps(ring, seq, meta, frame, out, status, reset, results, ours)
+        finally:
+            analyzer.busy(None)
+
+    def _run_steps(self, ring, seq, meta, frame, out, status, reset, results, ours) -> None:
+        layout = self.layout
         for name, step in self.steps:
             ctx = Context(
                 frame_index=int(meta["index"]),
@@ -103,6 +112,7 @@ def run(cfg: ctl.RunConfig) -> None:
     stream; then the steps' summaries for the stats."""
     cv2.setNumThreads(1)  # the pool has the cores; the steps are meant to be cheap
     ring = Ring.open(cfg.ring_name)
+    analyzer.BUSY = ctl.busy_record(ring, cfg.workers, 0)
     try:
         steps = Steps(cfg)
     except Exception as e:  # imported and checked in the parent: say why not here

@@ -125,6 +125,7 @@ class Run:
             seekable=self.seekable,
             then=tuple(a.name for a in self.steps),
             steps_stage=self.steps_stage,
+            workers=self.workers,
         )
         self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
@@ -137,6 +138,8 @@ class Run:
         self.procs[role] = Child(name, target, args, debug=self.opts.debug)
 
     def _spawn_analyzer(self, worker: int) -> None:
+        # a record left by the one it replaces (killed in the middle of a frame)
+        ctl.busy_record(self.ring, self.workers, worker)[0] = 0
         self._spawn(
             f"analyzer-{worker}", f"fe-analyze-{worker}", "engine.analyzer:run", (self.cfg, worker)
         )
@@ -177,11 +180,39 @@ class Run:
 
     # ---- supervision ----------------------------------------------------------
 
+    def _kill_hung(self) -> None:
+        """--step-timeout: kill an analyzer that has spent longer than that on one
+        frame (it is then replaced, below, its frames moved on as failed); ordered
+        steps that hang stop the run (their state cannot be rebuilt)."""
+        limit = self.opts.step_timeout
+        if not limit:
+            return
+        now = time.monotonic_ns()
+        for role, p in self.procs.items():
+            if role == "reader" or not p.is_alive():
+                continue
+            slot = 0 if role == "steps" else int(role[9:])
+            since, index = (int(v) for v in ctl.busy_record(self.ring, self.workers, slot))
+            if not since or now - since < limit * 1e9:
+                continue
+            if role == "steps":
+                names = ", ".join(a.name for a in self.steps)
+                raise RunError(
+                    f"steps {names}: frame {index} took longer than --step-timeout {limit:g} s"
+                )
+            self.stats.note(
+                f"analyzer {slot}: frame {index} took longer than --step-timeout {limit:g} s: "
+                "killed"
+            )
+            p.kill()
+            p.join(1.0)
+
     def supervise(self) -> None:
         """Replace dead analyzers (their frames move on, flagged failed) and a dead
         reader of a seekable source (it goes on after the last frame published); a
         reader of a live source that died, or one that dies again and again, ends
         the run."""
+        self._kill_hung()
         for role, p in list(self.procs.items()):
             if p.is_alive():
                 continue

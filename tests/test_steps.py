@@ -178,3 +178,18 @@ def test_detect_track_count_gives_the_same_results_with_1_and_3_workers(tmp_path
         outputs.append(results.read_bytes())
         assert s["summaries"]["count"]["crossed"] >= 1
     assert outputs[0] == outputs[1]
+def test_a_hung_analysis_is_killed_after_the_step_timeout(tmp_path):
+    p, s = play_ok(
+        tmp_path,
+        "--untimed",
+        "--frames",
+        "20",
+        "--workers",
+        "1",
+        "--analyze",
+        "step_funcs:hang_at_ten",
+        "--step-timeout",
+        "2",
+    )
+    assert s["failed"] == 1 and s["frames_shown"] == 20
+    assert "frame 10" in p.stderr and "--step-timeout" in p.stderr
