@@ -27,6 +27,7 @@ _EXPORTS = {
     "RunError": "engine.errors",
     "AnalysisFailed": "engine.errors",
     "MainGuardError": "engine.errors",
+    "Terminated": "engine.api",
 }
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "RingAborted",
     "RunError",
     "SourceError",
+    "Terminated",
     "__version__",
     "analysis",
     "clean_stale",
@@ -51,7 +53,7 @@ assert sorted(__all__) == sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:
     from engine._ring import Ring, RingAborted
     from engine.analysis import AnalysisError, Context, analysis
-    from engine.api import Frame, frames, play
+    from engine.api import Frame, Terminated, frames, play
     from engine.errors import AnalysisFailed, FrameEngineError, MainGuardError, RunError
     from engine.segments import clean_stale
     from engine.sources import SourceError

@@ -13,13 +13,18 @@ from typing import Any
 import numpy as np
 
 from engine.arrivals import Arrivals
+from engine.errors import RunError
 from engine.options import PlayOptions
 from engine.playloop import Player
 from engine.supervisor import SUPERVISE_S, Run
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind like Ctrl-C, through every cleanup."""
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwind like Ctrl-C, through every cleanup; uncaught, the
+    program then exits with 143, as SIGTERM's default would (and no traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
 
 
 def play(source: str | int | None = "demo", **options) -> dict:
@@ -39,6 +44,9 @@ def play(source: str | int | None = "demo", **options) -> dict:
             raise
         run.finish()  # the analyzers and steps give their summaries as they exit
         run.stats.finished(run)
+        if run.opts.start and not run.stats.final["frames_read"]:
+            # a source that does not say its length (variable frame rate) ended first
+            raise RunError(f"--start {run.opts.start}: the source ends before that", exit_code=2)
         return run.stats.as_dict()
     finally:
         run.stop()

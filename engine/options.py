@@ -44,7 +44,9 @@ class PlayOptions:
     step_timeout: float | None = None  # seconds one frame may take in a step
 
     def check(self) -> None:
-        """Refuse options out of range, naming the option."""
+        """Refuse options of the wrong type or out of range, and outputs that would
+        overwrite the source or each other, naming the option."""
+        self._check_types()
         if self.workers is not None and not 1 <= self.workers <= 64:
             raise RunError(f"--workers {self.workers}: must be from 1 to 64", exit_code=2)
         if self.buffer is not None and not 2 <= self.buffer <= 4096:
@@ -84,6 +86,70 @@ class PlayOptions:
                     raise RunError(f"{option} {path}: no such folder {folder}", exit_code=2)
                 if not os.access(folder, os.W_OK) or os.path.isdir(path):
                     raise RunError(f"{option} {path}: cannot write there", exit_code=2)
+        self._check_outputs()
+
+    def _check_types(self) -> None:
+        """From Python, options come as given: the wrong type is one clear line too."""
+        kinds = {
+            "workers": (int, True),
+            "buffer": (int, True),
+            "max_memory": (int, False),
+            "batch": (int, False),
+            "frames": (int, True),
+            "speed": (float, False),
+            "fps": (float, True),
+            "start": (float, False),
+            "step_timeout": (float, True),
+            "untimed": (bool, False),
+            "quiet": (bool, False),
+            "debug": (bool, False),
+            "headless": (bool, True),
+            "live": (bool, True),
+        }
+        for name, (kind, optional) in kinds.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok:
+                what = {bool: "True or False", int: "a whole number", float: "a number"}[kind]
+                what += " or None" if optional else ""
+                raise RunError(
+                    f"{name}={value!r}: must be {what}, not {type(value).__name__}", exit_code=2
+                )
+
+    def _check_outputs(self) -> None:
+        """No output may be the source, or another output."""
+        named = [("--output", self.output), ("--results", self.results)]
+        named.append(("--stats-json", self.stats_json))
+        seen: dict[str, str] = {}
+        if isinstance(self.source, str) and os.path.exists(self.source):
+            seen[os.path.realpath(self.source)] = "the source"
+        for option, path in named:
+            if path is None:
+                continue
+            real = os.path.realpath(path)
+            if real in seen:
+                raise RunError(
+                    f"{option} {path}: is {seen[real]}: it would be overwritten", exit_code=2
+                )
+            seen[real] = option
+        if self.output is not None:
+            ext = os.path.splitext(self.output)[1].lower()
+            if ext not in VIDEO_EXTENSIONS:
+                raise RunError(
+                    f"--output {self.output}: frame-engine writes "
+                    f"{', '.join(VIDEO_EXTENSIONS)} files",
+                    exit_code=2,
+                )
+
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")  # what --output writes
 
 
 def ring_slots(frames: int, lookback: int, slot_bytes: int, max_memory: int) -> int:

@@ -65,7 +65,8 @@ class Run:
                 f"--start {opts.start}: {self.info.spec} is live, it cannot start later",
                 exit_code=2,
             )
-        self.start_frame = round(opts.start * self.info.fps)
+        # the frame on screen at that time (a hair's slack for 0.1 s at 30 fps)
+        self.start_frame = math.floor(opts.start * self.info.fps + 1e-6)
         declared = self.info.declared_frames
         if declared and self.start_frame >= declared:
             length = declared / self.info.fps

@@ -388,3 +388,87 @@ def test_nan_in_a_result_is_strict_json_null(tmp_path):
         "ok": 1.5,
         "list": [None, 2.0],
     }
+
+
+# ---- what a new user's trial found -------------------------------------------------
+
+
+@pytest.fixture
+def small_clip(tmp_path):
+    from engine.sources import write_demo_clip
+
+    path = tmp_path / "clip.avi"
+    write_demo_clip(path, frames=30, size=(320, 240), fps=30.0)
+    return path
+
+
+@pytest.mark.parametrize(
+    "option, target, said",
+    [
+        ("--output", "source", "--output {p}: is the source: it would be overwritten"),
+        ("--results", "source", "--results {p}: is the source: it would be overwritten"),
+        ("--stats-json", "source", "--stats-json {p}: is the source: it would be overwritten"),
+    ],
+)
+def test_an_output_that_is_the_source_is_refused_and_the_source_kept(
+    small_clip, option, target, said
+):
+    before = small_clip.read_bytes()
+    p = play(str(small_clip), option, str(small_clip))
+    assert p.returncode == 2
+    assert p.stderr.strip() == "frame-engine: " + said.format(p=small_clip)
+    assert small_clip.read_bytes() == before
+
+
+def test_two_outputs_that_are_one_file_and_a_format_we_cannot_write_are_refused(tmp_path):
+    same = tmp_path / "x.json"
+    p = play("--results", str(same), "--stats-json", str(same))
+    assert p.returncode == 2 and "is --results: it would be overwritten" in p.stderr
+    p = play("--output", str(tmp_path / "x.webm"))
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"frame-engine: --output {tmp_path / 'x.webm'}: frame-engine writes "
+        ".mp4, .m4v, .mov, .avi, .mkv files"
+    )
+    assert not (tmp_path / "x.webm").exists()
+
+
+@pytest.mark.parametrize(
+    "options, said",
+    [
+        ({"frames": 2.5}, "frames=2.5: must be a whole number or None, not float"),
+        ({"max_memory": "1G"}, "max_memory='1G': must be a whole number, not str"),
+        ({"speed": "fast"}, "speed='fast': must be a number, not str"),
+        ({"live": "no"}, "live='no': must be True or False or None, not str"),
+    ],
+)
+def test_python_options_of_the_wrong_type_are_one_clear_error(options, said):
+    with pytest.raises(engine.RunError) as e:
+        engine.play("demo", headless=True, quiet=True, **options)
+    assert str(e.value) == said
+
+
+def test_start_is_the_frame_on_screen_at_that_time(small_clip):
+    from engine.options import PlayOptions
+    from engine.supervisor import Run
+
+    for start, frame in ((0.05, 1), (0.99, 29), (0.1, 3)):
+        assert Run(PlayOptions(str(small_clip), start=start)).start_frame == frame
+
+
+def test_sigterm_to_a_script_exits_143_without_a_traceback(tmp_path):
+    script = tmp_path / "term.py"
+    script.write_text(
+        "import os, signal, threading, time, engine\n"
+        "def term():  # once the run is under way (its ring exists)\n"
+        "    while not any(n.startswith(f'fe-{os.getpid()}-') for n in os.listdir('/dev/shm')):\n"
+        "        time.sleep(0.01)\n"
+        "    time.sleep(0.5)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Thread(target=term, daemon=True).start()\n"
+        "engine.play('demo', analyze='edges', headless=True, quiet=True, speed=0.5)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env(), timeout=120
+    )
+    assert p.returncode == 143 and "Traceback" not in p.stderr, p.stderr

@@ -178,6 +178,8 @@ def test_detect_track_count_gives_the_same_results_with_1_and_3_workers(tmp_path
         outputs.append(results.read_bytes())
         assert s["summaries"]["count"]["crossed"] >= 1
     assert outputs[0] == outputs[1]
+
+
 def test_a_hung_analysis_is_killed_after_the_step_timeout(tmp_path):
     p, s = play_ok(
         tmp_path,
