@@ -460,10 +460,9 @@ def test_sigterm_to_a_script_exits_143_without_a_traceback(tmp_path):
     script = tmp_path / "term.py"
     script.write_text(
         "import os, signal, threading, time, engine\n"
-        "def term():  # once the run is under way (its ring exists)\n"
+        "def term():  # once the run is under way (its ring exists: play() handles TERM)\n"
         "    while not any(n.startswith(f'fe-{os.getpid()}-') for n in os.listdir('/dev/shm')):\n"
         "        time.sleep(0.01)\n"
-        "    time.sleep(0.5)\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "threading.Thread(target=term, daemon=True).start()\n"
         "engine.play('demo', analyze='edges', headless=True, quiet=True, speed=0.5)\n"
