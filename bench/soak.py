@@ -11,6 +11,9 @@ one thing to one process:
     kill-analyzer   SIGKILL an analyzer (fe-analyze-N)
     kill-parent     SIGKILL the player itself, then run `frame-engine clean`
     stop-analyzer   SIGSTOP an analyzer for 2 s, then SIGCONT it
+    kill-steps      SIGKILL the ordered steps' process (fe-steps; the run has
+                    `--then track`): their state cannot be rebuilt, so the run
+                    stops with status 1 and one line naming them
     term            SIGTERM the player
     int             SIGINT the player (Ctrl-C)
 
@@ -50,7 +53,15 @@ from dataclasses import dataclass, field
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-KINDS = ("kill-reader", "kill-analyzer", "kill-parent", "stop-analyzer", "term", "int")
+KINDS = (
+    "kill-reader",
+    "kill-analyzer",
+    "kill-parent",
+    "stop-analyzer",
+    "term",
+    "int",
+    "kill-steps",
+)
 CLIP_FPS = 60
 CLIP_FRAMES = 180  # 3 s
 CLIP_SIZE = (640, 480)
@@ -59,7 +70,8 @@ BUFFER = 8  # frames of read-ahead
 HANG_S = 30.0  # the player must be gone this long after the action
 CHILDREN_GONE_S = 5.0
 STOP_S = 2.0
-EXPECTED_EXIT = {"term": (143,), "int": (130,)}  # else 0: the run finishes
+# else 0: the run finishes (kill-steps: a signal after the end finds a finished run)
+EXPECTED_EXIT = {"term": (143,), "int": (130,), "kill-steps": (1,)}
 
 
 @dataclass
@@ -179,6 +191,7 @@ def run_trial(kind: str, seed: int, clip: str, folder: str) -> Trial:
         str(BUFFER),
         "--stats-json",
         stats_path,
+        *(["--then", "track"] if kind == "kill-steps" else []),
     ]
     env = dict(os.environ, SDL_VIDEODRIVER="dummy")
     with open(err_path, "w") as err:
@@ -188,6 +201,8 @@ def run_trial(kind: str, seed: int, clip: str, folder: str) -> Trial:
     sid = proc.pid
     try:
         want = {"fe-reader", "fe-analyze-1", "fe-analyze-2"}
+        if kind == "kill-steps":
+            want.add("fe-steps")
         if not _wait(lambda: want <= set(children(proc.pid)) or proc.poll() is not None, 20):
             t.problems.append("the children did not start")
         t0 = time.monotonic()
@@ -231,6 +246,9 @@ def act(kind: str, proc: subprocess.Popen, kids: dict[str, int], rng, t: Trial) 
     elif kind == "kill-analyzer":
         t.target = rng.choice(analyzers) if analyzers else "-"
         _signal(kids.get(t.target), signal.SIGKILL)
+    elif kind == "kill-steps":
+        t.target = "fe-steps"
+        _signal(kids.get("fe-steps"), signal.SIGKILL)
     elif kind == "stop-analyzer":
         t.target = rng.choice(analyzers) if analyzers else "-"
         _signal(kids.get(t.target), signal.SIGSTOP)
@@ -261,7 +279,7 @@ def check_outcome(t: Trial) -> None:
     if rc is None:
         return  # a hang, already said
     allowed = EXPECTED_EXIT.get(t.kind, (0,))
-    if rc not in allowed and not (rc == 0 and t.kind in ("term", "int")):
+    if rc not in allowed and not (rc == 0 and t.kind in ("term", "int", "kill-steps")):
         # a signal that lands after the end of playback finds a finished run
         t.problems.append(f"bad-exit: status {rc}, expected one of {allowed}")
         return
