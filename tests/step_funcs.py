@@ -104,3 +104,9 @@ def hang_at_ten(frame, out, ctx):
     if ctx.frame_index == 10:
         time.sleep(3600)
     return {"i": ctx.frame_index}
+
+
+@analysis(ordered=True)
+def seen(frame, out, ctx):
+    """What an ordered step is told of each frame."""
+    return {"i": ctx.frame_index, "reset": ctx.reset, "status": ctx.status}

@@ -240,3 +240,30 @@ def test_the_window_shows_the_frame_itself_in_the_right_colours(scripted, monkey
     demo.seek(index)
     assert demo.read_into(expected)
     assert np.abs(bgr.astype(int) - expected.astype(int)).mean() < 1.0  # same frame, same colours
+
+
+def test_a_seek_tells_the_ordered_steps_to_reset(scripted, monkeypatch, tmp_path):
+    """Ordered steps see the frames after a seek in order, the first with
+    ctx.reset, so that a tracker starts over there."""
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))  # step_funcs
+    shown, install = scripted
+    state = {"seeked": False}
+
+    def script(shown, n):
+        if len(shown) == 5 and not state["seeked"]:
+            state["seeked"] = True
+            return ["right"]
+        if shown and shown[-1] >= 160:
+            return ["q"]
+        return []
+
+    install(script)
+    results = tmp_path / "r.jsonl"
+    run(speed=4, then=["step_funcs:seen"], results=str(results))
+    steps = [json.loads(x)["steps"]["step_funcs:seen"] for x in results.read_text().splitlines()]
+    indices = [s["i"] for s in steps]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)  # in order, once
+    resets = [s["i"] for s in steps if s["reset"]]
+    assert resets[0] == 0 and len(resets) == 2 and resets[1] >= 150  # the start, the seek
+    after = indices[indices.index(resets[1]) :]
+    assert after == list(range(resets[1], resets[1] + len(after)))  # contiguous after it
