@@ -136,7 +136,10 @@ def test_sigkilled_creator_leaves_a_segment_that_clean_stale_removes():
         p.join(10)
         assert os.path.exists(f"/dev/shm/{name}")  # a SIGKILL runs no cleanup
         removed = clean_stale()
-        assert name in removed and mine.name not in removed
+        # Any frame-engine run starting meanwhile cleans stale segments too: outside
+        # CI (where nothing else runs), another program's may have got there first.
+        assert name in removed or not os.environ.get("CI")
+        assert mine.name not in removed
         assert not os.path.exists(f"/dev/shm/{name}")
         assert os.path.exists(f"/dev/shm/{mine.name}")
     finally:
