@@ -90,6 +90,7 @@ class Run:
         )
         self.deaths, self.progress_at_death = 0, -1  # analyzer deaths with no frame between
         self.reader_deaths, self.reader_progress = 0, -1  # the same for the reader
+        self.steps_deaths, self.steps_progress = 0, -1  # and for the steps' process
 
     # ---- set-up and clean-up ------------------------------------------------
 
@@ -198,9 +199,13 @@ class Run:
                 continue
             if role == "steps":
                 names = ", ".join(a.name for a in self.steps)
-                raise RunError(
-                    f"steps {names}: frame {index} took longer than --step-timeout {limit:g} s"
-                )
+                why = f"frame {index} took longer than --step-timeout {limit:g} s"
+                if self.opts.on_error != "skip":
+                    raise RunError(f"steps {names}: {why}")
+                self.stats.note(f"steps {names}: {why}: killed")
+                p.kill()  # restarted below, from scratch (--on-error skip)
+                p.join(1.0)
+                continue
             self.stats.note(
                 f"analyzer {slot}: frame {index} took longer than --step-timeout {limit:g} s: "
                 "killed"
@@ -225,12 +230,8 @@ class Run:
             if role == "steps":
                 if p.exitcode == 0 and self.ring.end_seq is not None:
                     continue  # finished with the stream
-                names = ", ".join(a.name for a in self.steps)
-                # their state cannot be rebuilt: the run stops
-                raise RunError(
-                    f"steps {names}: the steps process died ({exit_text(p.exitcode)})"
-                    + (f": {why}" if why else "")
-                )
+                self._restart_steps(p, why)
+                continue
             if p.exitcode == 0 and self.ring.end_seq is not None:
                 continue  # finished with the stream
             moved = self.ring.reclaim(p.pid)
@@ -249,6 +250,23 @@ class Run:
                 f"{moved} frame(s) move on unanalyzed; restarted"
             )
             self._spawn_analyzer(int(role[9:]))
+
+    def _restart_steps(self, p: Child, why: str | None) -> None:
+        """The ordered steps' process died: their state cannot be rebuilt, so the
+        run stops; with --on-error skip they start again from scratch (ctx.reset on
+        their first frame), the frames the dead one held moved on as failed."""
+        names = ", ".join(a.name for a in self.steps)
+        died = f"steps {names}: the steps process died ({exit_text(p.exitcode)})"
+        died += f": {why}" if why else ""
+        progress = self.ring.stats(self.steps_stage)["items"]
+        self.steps_deaths = self.steps_deaths + 1 if progress == self.steps_progress else 1
+        self.steps_progress = progress
+        if self.opts.on_error != "skip" or why or self.steps_deaths >= MAX_DEATHS:
+            raise RunError(died)
+        moved = self.ring.reclaim(p.pid)
+        self.stats.note(f"{died}; {moved} frame(s) move on without them; restarted fresh")
+        ctl.busy_record(self.ring, self.workers, 0)[0] = 0  # the dead one's, if it hung
+        self._spawn("steps", "fe-steps", "engine.steps:run", (self.cfg,))
 
     def _restart_reader(self, p: Child, why: str | None) -> None:
         died = f"the reader process died ({exit_text(p.exitcode)})" + (f": {why}" if why else "")

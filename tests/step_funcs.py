@@ -110,3 +110,15 @@ def hang_at_ten(frame, out, ctx):
 def seen(frame, out, ctx):
     """What an ordered step is told of each frame."""
     return {"i": ctx.frame_index, "reset": ctx.reset, "status": ctx.status}
+
+
+HUNG = os.environ.get("FE_TEST_MARKER", "")
+
+
+@analysis(ordered=True)
+def hang_once_at_ten(frame, out, ctx):
+    """An ordered step that hangs on frame 10, once per run (a marker file)."""
+    if ctx.frame_index == 10 and HUNG and not os.path.exists(HUNG):
+        open(HUNG, "w").close()
+        time.sleep(3600)
+    return {"i": ctx.frame_index, "reset": ctx.reset}

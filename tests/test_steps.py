@@ -195,3 +195,30 @@ def test_a_hung_analysis_is_killed_after_the_step_timeout(tmp_path):
     )
     assert s["failed"] == 1 and s["frames_shown"] == 20
     assert "frame 10" in p.stderr and "--step-timeout" in p.stderr
+
+
+def test_a_hung_ordered_step_stops_the_run_or_with_skip_starts_again(tmp_path):
+    args = ["--untimed", "--frames", "30", "--then", "step_funcs:hang_once_at_ten"]
+    p = play(*args, "--step-timeout", "1", FE_TEST_MARKER=str(tmp_path / "a"))
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "frame-engine: steps step_funcs:hang_once_at_ten: frame 10 took longer than "
+        "--step-timeout 1 s"
+    )
+    results = tmp_path / "r.jsonl"
+    p, s = play_ok(
+        tmp_path,
+        *args,
+        "--step-timeout",
+        "1",
+        "--on-error",
+        "skip",
+        "--results",
+        str(results),
+        FE_TEST_MARKER=str(tmp_path / "b"),
+    )
+    assert "restarted fresh" in p.stderr and s["frames_shown"] == 30
+    steps = [json.loads(x)["steps"] for x in results.read_text().splitlines()]
+    seen = [x["step_funcs:hang_once_at_ten"] for x in steps if x]
+    assert [x["i"] for x in seen if x["reset"]][0] == 0
+    assert any(x["reset"] for x in seen if x["i"] > 10)  # the new process starts over
