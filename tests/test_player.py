@@ -58,17 +58,22 @@ def read_numbers(path):
 
 
 def fe_processes():
-    """Our session's fe-* processes (another session may be playing on this machine;
-    a child left behind by a run of ours keeps our session)."""
-    out = subprocess.run(
-        ["ps", "-e", "-o", "pid=,sid=,comm="], capture_output=True, text=True
-    ).stdout
-    sid = os.getsid(0)
-    return {
-        int(p)
-        for p, s, c in (line.split(None, 2) for line in out.splitlines())
-        if c.startswith("fe-") and int(s) == sid
-    }
+    """This test session's fe-* processes: they carry its FE_SHM_TAG (another
+    session, or another test run, may be playing on this machine)."""
+    from helpers import TAG
+
+    mine = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("fe-"):
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"FE_SHM_TAG={TAG}".encode() in f.read().split(b"\0"):
+                    mine.add(int(pid))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return mine
 
 
 def stats_of(path):
