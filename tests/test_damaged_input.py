@@ -258,16 +258,20 @@ def test_the_children_are_found_and_gone_after_the_run(clips, workdir):
     clip = clips[WRITABLE[0]]
     path = write(workdir, clip, clip.data, "whole")
     p, stats_path, marker = start(path)
-    want = {"fe-reader", "fe-analyze-1", "fe-analyze-2"}
     seen: set[str] = set()  # over time: the reader may be done before an analyzer starts
 
-    def all_seen() -> bool:
+    def found() -> set[str]:
+        # the reader and an analyzer (on a loaded machine the other one may start
+        # too late to get a frame of a short run)
+        return {n for n in seen if n == "fe-reader" or n.startswith("fe-analyze-")}
+
+    def both_seen() -> bool:
         seen.update(processes_marked(marker).values())
-        return want <= seen or p.poll() is not None
+        return len(found()) >= 2 and "fe-reader" in found() or p.poll() is not None
 
     try:
-        wait_until(all_seen, what="the run's children to start")
-        assert want <= seen, f"the run ended first; seen {sorted(seen)}"
+        wait_until(both_seen, what="the run's children to start")
+        assert "fe-reader" in found() and len(found()) >= 2, f"the run ended first: {seen}"
     finally:
         run = finish(p, path, stats_path, marker)
     assert check(run, timed=True)["decoded_frames"] == FRAMES

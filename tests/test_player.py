@@ -261,7 +261,7 @@ def test_lookback_3_gives_the_three_frames_before_newest_first(tmp_path):
         assert r["prev_is_newest"] and r["views"], x
 
 
-@pytest.mark.parametrize("start, first, context", [("2", 60, 3), ("0.05", 2, 2)])
+@pytest.mark.parametrize("start, first, context", [("2", 60, 3), ("0.07", 2, 2)])
 def test_start_reads_the_frames_before_it_as_context_only(tmp_path, start, first, context):
     """--start with an analysis that looks back: the frames before the start are
     read first, as its history only: not analyzed, shown, in --results or counted
