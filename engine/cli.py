@@ -17,7 +17,8 @@ examples:
   frame-engine play                          the built-in demo clip, in a window
   frame-engine play video.mp4 --analyze edges --workers 2
   frame-engine play video.mp4 --analyze flow --headless --stats-json stats.json
-  frame-engine play video.mp4 --untimed --analyze mymodule:track --results out.jsonl
+  frame-engine play video.mp4 --untimed --analyze mymodule:fn --results out.jsonl
+  frame-engine play street.mp4 --analyze detect --then track --then count:y=0.6
   frame-engine play rtsp://camera/stream --live --analyze motion
   frame-engine play 0                        camera 0
   frame-engine clean                         remove segments left by killed runs
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--analyze",
         default="none",
         metavar="NAME|module:function",
-        help="none (default), gray, edges, blur, motion, flow, or module:function",
+        help="none (default), gray, edges, blur, motion, flow, detect, or module:function",
     )
     play.add_argument(
         "--then",
