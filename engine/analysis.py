@@ -386,7 +386,7 @@ def resolve(spec: str | Callable[..., Any]) -> Analysis:
             f"analysis {name!r}: the analyzer processes cannot import the main script; "
             "put the function in a module"
         )
-    _check_params(step, fn, params)
+    check_params(step, fn, params)
     return Analysis(
         name=name,
         fn=fn,
@@ -399,7 +399,7 @@ def resolve(spec: str | Callable[..., Any]) -> Analysis:
     )
 
 
-def _check_params(step: str, fn: Callable[..., Any], params: dict[str, Any]) -> None:
+def check_params(step: str, fn: Callable[..., Any], params: dict[str, Any]) -> None:
     """AnalysisError for parameters that a step does not take (their values are the
     class's to check when it is built, in the process that runs it)."""
     if not isinstance(fn, type):

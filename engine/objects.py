@@ -58,7 +58,6 @@ Results (each a small JSON-able dict, boxes as [x, y, w, h] in frame pixels):
 from __future__ import annotations
 
 import functools
-import inspect
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +66,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine.analysis import BUILTINS, AnalysisError, Context, _buffer, _gray, analysis
+from engine.analysis import (
+    BUILTINS,
+    AnalysisError,
+    Context,
+    _buffer,
+    _gray,
+    analysis,
+    check_params,
+)
 
 __all__ = [
     "STEPS",
@@ -561,21 +568,9 @@ def build_step(name: str, target: Callable[..., Any], params: dict[str, Any]) ->
     """What is called on each frame for the step `name`: a class built with
     `params` (once per process), or a function as it is (it takes none);
     AnalysisError naming the step for a parameter it does not take or a bad value."""
+    check_params(name, target, params)
     if not isinstance(target, type):
-        if params:
-            raise AnalysisError(
-                f"step {name!r}: a function takes no parameters (given {', '.join(params)})"
-            )
         return target
-    accepted = [
-        p.name
-        for p in inspect.signature(target).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    unknown = [k for k in params if k not in accepted]
-    if unknown:
-        takes = ", ".join(accepted) if accepted else "none"
-        raise AnalysisError(f"step {name!r}: no parameter {unknown[0]!r} (it takes {takes})")
     try:
         return target(**params)
     except AnalysisError:

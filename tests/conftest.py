@@ -60,3 +60,38 @@ def make_ring():
     for r in rings:
         r.close()
         r.unlink()
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Make WindowView.events answer `script(shown, turn)` with key names (or run
+    code of its own); record the frames shown, in order. (tests/test_keys.py,
+    tests/test_window.py)"""
+    from engine import display
+    from engine.stats import RunStats
+
+    shown = []
+    real_shown = RunStats.shown
+
+    def record(self, index, late_s):
+        shown.append(index)
+        real_shown(self, index, late_s)
+
+    monkeypatch.setattr(RunStats, "shown", record)
+
+    def install(script):
+        import pygame
+
+        real_events = display.WindowView.events
+        calls = {"n": 0}
+
+        def events(self):
+            calls["n"] += 1
+            for name in script(shown, calls["n"]):
+                key = pygame.key.key_code(name)
+                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
+            return real_events(self)  # the keys go through SDL's queue and the key map
+
+        monkeypatch.setattr(display.WindowView, "events", events)
+
+    return shown, install

@@ -5,41 +5,8 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 import engine
-from engine import display
-from engine.stats import RunStats
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    """Make WindowView.events answer `script(player_state)`; record shown frames."""
-    shown = []
-    real_shown = RunStats.shown
-
-    def record(self, index, late_s):
-        shown.append(index)
-        real_shown(self, index, late_s)
-
-    monkeypatch.setattr(RunStats, "shown", record)
-
-    def install(script):
-        import pygame
-
-        real_events = display.WindowView.events
-        calls = {"n": 0}
-
-        def events(self):
-            calls["n"] += 1
-            for name in script(shown, calls["n"]):
-                key = pygame.key.key_code(name)
-                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
-            return real_events(self)  # the keys go through SDL's queue and the key map
-
-        monkeypatch.setattr(display.WindowView, "events", events)
-
-    return shown, install
 
 
 def run(**kw):

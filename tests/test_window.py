@@ -18,41 +18,9 @@ import pytest
 import engine
 from engine import display
 from engine.sources import read_frame_number
-from engine.stats import RunStats
 
 DEMO = (1280, 720)  # the demo's frame size: larger than 90% of the dummy desktop
 DUMMY_DESKTOP = (1024, 768)
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    """Make WindowView.events answer `script(shown, turn)` with key names (or run
-    code of its own); record the frames shown, in order."""
-    shown = []
-    real_shown = RunStats.shown
-
-    def record(self, index, late_s):
-        shown.append(index)
-        real_shown(self, index, late_s)
-
-    monkeypatch.setattr(RunStats, "shown", record)
-
-    def install(script):
-        import pygame
-
-        real_events = display.WindowView.events
-        calls = {"n": 0}
-
-        def events(self):
-            calls["n"] += 1
-            for name in script(shown, calls["n"]):
-                key = pygame.key.key_code(name)
-                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
-            return real_events(self)
-
-        monkeypatch.setattr(display.WindowView, "events", events)
-
-    return shown, install
 
 
 def run(**kw):
