@@ -78,6 +78,20 @@ def history(
     return tuple(frames)
 
 
+def context(
+    ring: Ring, layout: SlotLayout, seq: int, meta: np.ndarray, lookback: int, worker: int
+) -> Context:
+    """What the analysis is told of item `seq` besides its pixels."""
+    past = history(ring, layout, seq, meta, lookback)
+    return Context(
+        frame_index=int(meta["index"]),
+        pts=float(meta["pts"]),
+        prev=past[0] if past else None,
+        worker=worker,
+        history=past,
+    )
+
+
 def analyze_frame(
     ring: Ring,
     layout: SlotLayout,
@@ -104,14 +118,7 @@ def analyze_frame(
     else:
         out = layout.out(ring, seq)
         np.copyto(out, frame)
-    past = history(ring, layout, seq, meta, analysis.lookback)
-    ctx = Context(
-        frame_index=int(meta["index"]),
-        pts=float(meta["pts"]),
-        prev=past[0] if past else None,
-        worker=worker,
-        history=past,
-    )
+    ctx = context(ring, layout, seq, meta, analysis.lookback, worker)
     t0 = time.perf_counter_ns()
     busy(ctx.frame_index)
     try:
@@ -204,18 +211,10 @@ def _batch_call(ring, layout, analysis, call, seq, k, worker, skip, pacer) -> No
         outs = ring.views(seq, k, shape=layout.shape, offset=layout.out_offset)
         np.copyto(outs, frames)
     metas = [layout.meta(ring, s) for s in range(seq, seq + k)]
-    ctxs = []
-    for s, meta in zip(range(seq, seq + k), metas, strict=True):
-        past = history(ring, layout, s, meta, analysis.lookback)
-        ctxs.append(
-            Context(
-                frame_index=int(meta["index"]),
-                pts=float(meta["pts"]),
-                prev=past[0] if past else None,
-                worker=worker,
-                history=past,
-            )
-        )
+    ctxs = [
+        context(ring, layout, s, meta, analysis.lookback, worker)
+        for s, meta in zip(range(seq, seq + k), metas, strict=True)
+    ]
     t0 = time.perf_counter_ns()
     busy(ctxs[0].frame_index)
     try:
