@@ -74,7 +74,8 @@ def naive_loop(path: str, analyze: str, limit: int | None) -> float:
     return steady_fps(times)
 
 
-def untimed(spec: str, analyze: str, workers: int, limit: int | None) -> float:
+def untimed(spec: str, analyze: str, workers: int, limit: int | None, **extra) -> float:
+    """frame-engine's steady rate, untimed and headless (`extra`: more options)."""
     stats = engine.play(
         spec,
         analyze=analyze,
@@ -83,6 +84,7 @@ def untimed(spec: str, analyze: str, workers: int, limit: int | None) -> float:
         headless=True,
         quiet=True,
         frames=limit,
+        **extra,
     )
     return stats["fps"]["display_steady"]
 
@@ -160,20 +162,10 @@ def naive_steps(path: str, limit: int | None) -> tuple[float, list]:
 
 def engine_steps(path: str, workers: int, limit: int | None, tmp: str) -> tuple[float, list]:
     results = os.path.join(tmp, f"steps-{workers}.jsonl")
-    stats = engine.play(
-        path,
-        analyze="detect",
-        then=["track", "count"],
-        workers=workers,
-        untimed=True,
-        headless=True,
-        quiet=True,
-        frames=limit,
-        results=results,
-    )
+    fps = untimed(path, "detect", workers, limit, then=["track", "count"], results=results)
     with open(results) as f:
         lines = [json.loads(line) for line in f]
-    return stats["fps"]["display_steady"], [(x["result"], x["steps"]) for x in lines]
+    return fps, [(x["result"], x["steps"]) for x in lines]
 
 
 def steps(tmp: str, limit: int | None) -> Iterator[Row]:
@@ -203,16 +195,7 @@ def steps(tmp: str, limit: int | None) -> Iterator[Row]:
     yield case, "batch / per frame", batched / per_frame, "x"
     case = "768x576 clip, none"
     alone = untimed(clip, "none", 1, limit)
-    with_step = engine.play(
-        clip,
-        analyze="none",
-        then=["step_funcs:nothing"],
-        workers=1,
-        untimed=True,
-        headless=True,
-        quiet=True,
-        frames=limit,
-    )["fps"]["display_steady"]
+    with_step = untimed(clip, "none", 1, limit, then=["step_funcs:nothing"])
     yield case, "--then a step that does nothing / none alone", with_step / alone, "x"
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from engine import control as ctl
 from engine.errors import AnalysisFailed, RemoteTraceback
 from engine.slots import ERROR, LATE, PRELUDE, SKIPPED
+from engine.steps import SKIPPED_KEY
 
 if TYPE_CHECKING:
     from engine.supervisor import Run
@@ -128,9 +129,9 @@ class Arrivals:
             steps = run.layout.read_steps(self.ring, seq, meta)
             if int(meta["steps_status"]) == ERROR:
                 self._analysis_failed(index, steps, what=f"step '{steps.pop('step')}'")
-            for name, got in (steps or {}).items():  # --on-error skip: said once, counted
-                if isinstance(got, dict) and set(got) == {"error"}:
-                    run.stats.analysis_error(index, f"{got['error']} (step '{name}')")
+            skipped_steps = steps.pop(SKIPPED_KEY, {}) if steps else {}
+            for name, error in skipped_steps.items():  # --on-error skip: said once, counted
+                run.stats.analysis_error(index, error, step=name)
         run.stats.arrived(index, failed, skipped, late, int(meta["analysis_ns"]))
         return FrameRecord(
             seq=seq,

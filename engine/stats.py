@@ -71,6 +71,7 @@ class RunStats:
         self.first_shown: float | None = None
         self.last_shown: float | None = None
         self.analysis_errors = 0
+        self.step_errors = 0  # ordered steps that raised on a frame, under --on-error skip
         # --on-error skip: each distinct error (type and message) with its count and
         # first frame; past DISTINCT_ERRORS, errors are counted only
         self.errors: dict[str, dict] = {}
@@ -112,9 +113,15 @@ class RunStats:
     def warn_late(self) -> None:
         self.warn("analysis too slow: frames it cannot finish before they are due are skipped")
 
-    def analysis_error(self, index: int, error: str) -> None:
-        """The analysis failed on frame `index` and the run goes on (--on-error
-        skip): say so once per distinct error, and keep count."""
+    def analysis_error(self, index: int, error: str, step: str | None = None) -> None:
+        """The analysis (or the ordered step `step`) failed on frame `index` and the
+        run goes on (--on-error skip): say so once per distinct error, and keep
+        count (a step's errors in step_errors: the frame itself was analyzed)."""
+        what = f"analysis '{self.analysis}' {error}"
+        if step is not None:
+            self.step_errors += 1
+            what = f"step '{step}' {error}"
+            error = f"{error} (step '{step}')"  # kept apart from the analysis' own
         known = self.errors.get(error)
         if known is not None:
             known["count"] += 1
@@ -127,9 +134,10 @@ class RunStats:
             if len(self.errors) < DISTINCT_ERRORS
             else "; further distinct errors are counted only"
         )
+        done = "its result left out" if step else "frame shown unanalyzed"
         self.note(
-            f"frame {index}: analysis '{self.analysis}' {error} "
-            f"(frame shown unanalyzed; --on-error skip counts the same error again silently{more})"
+            f"frame {index}: {what} "
+            f"({done}; --on-error skip counts the same error again silently{more})"
         )
 
     def arrived(
@@ -243,6 +251,7 @@ class RunStats:
             "stalls": self.stalls,
             "failed": self.failed,
             "analysis_errors": self.analysis_errors,
+            "step_errors": self.step_errors,
             "summaries": run.summaries(),
             "errors": list(self.errors.values()),
             "not_analyzed_late": self.not_analyzed_late,
@@ -308,6 +317,8 @@ def summary_line(s: dict) -> str:
     line += f"; {s['stalls']} stalls; {s['failed']} failed"
     if s["analysis_errors"]:
         line += f"; {s['analysis_errors']} analysis errors skipped"
+    if s["step_errors"]:
+        line += f"; {s['step_errors']} step errors skipped"
     if s["ended"] in ENDED:  # interrupted, terminated: the line after says so
         line += f" ({ENDED[s['ended']]})"
     return line

@@ -21,6 +21,7 @@ from engine.analysis import Context, resolve
 from engine.analyzer import failure_report
 from engine.slots import ERROR, LATE, OK, PRELUDE, SKIPPED, ResultError, SlotLayout, encode_result
 
+SKIPPED_KEY = "_errors"  # in a frame's steps results: {step: error} of the steps that raised
 TAKE_MAX = 16  # frames taken at once: one wake-up for a run of them
 POOL_STATUS = {OK: "ok", LATE: "late", SKIPPED: "skipped", ERROR: "error"}
 
@@ -91,8 +92,9 @@ class Steps:
                     meta["steps_status"] = ERROR
                     layout.write_steps(ring, seq, meta, {"step": name, **report})
                     return
-                ours[name] = {"error": report["error"]}
-                results[name] = None
+                # --on-error skip: no result for this frame; the display counts the error
+                ours.setdefault(SKIPPED_KEY, {})[name] = report["error"]
+                results[name] = ours[name] = None
                 continue
             results[name] = ours[name] = result
         layout.write_steps(ring, seq, meta, ours)

@@ -222,3 +222,26 @@ def test_a_hung_ordered_step_stops_the_run_or_with_skip_starts_again(tmp_path):
     seen = [x["step_funcs:hang_once_at_ten"] for x in steps if x]
     assert [x["i"] for x in seen if x["reset"]][0] == 0
     assert any(x["reset"] for x in seen if x["i"] > 10)  # the new process starts over
+
+
+def test_a_step_that_raises_under_skip_is_counted_and_the_run_goes_on(tmp_path):
+    results = tmp_path / "r.jsonl"
+    p, s = play_ok(
+        tmp_path,
+        "--untimed",
+        "--frames",
+        "10",
+        "--then",
+        "step_funcs:raises_at_five",
+        "--on-error",
+        "skip",
+        "--results",
+        str(results),
+    )
+    error = "raised RuntimeError: step broke at five (step 'step_funcs:raises_at_five')"
+    assert s["errors"] == [{"error": error, "count": 1, "first_frame": 5}]
+    assert s["step_errors"] == 1 and s["analysis_errors"] == 0 and s["frames_shown"] == 10
+    assert "frame 5: step 'step_funcs:raises_at_five' raised RuntimeError" in p.stderr
+    assert "; 1 step errors skipped" in p.stderr
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [x["steps"] for x in lines] == [{"step_funcs:raises_at_five": None}] * 10
