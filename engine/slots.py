@@ -10,7 +10,7 @@ import numpy as np
 
 from engine._ring import Ring
 
-# Per-frame metadata, written by the reader (index, pts, epoch) and the analyzer
+# Per-frame metadata, written by the reader (index, pts, epoch, gap_ms, read_at) and the analyzer
 # (status, worker, result_len, analysis_ns).
 META = np.dtype(
     [
@@ -23,7 +23,10 @@ META = np.dtype(
         ("result_len", "<i4"),
         ("steps_len", "<i4"),  # the ordered steps' results (JSON), when the run has steps
         ("steps_status", "<i4"),  # OK, or ERROR (a step raised: its report is there)
-        ("pad", "<i4"),
+        # A live source that came back after a gap: the milliseconds of the stream
+        # lost just before this frame (0 for every other frame).
+        ("gap_ms", "<i4"),
+        ("read_at", "<f8"),  # when the reader got the frame: time.monotonic(), any process
     ]
 )
 # Analysis status: done; raised (stops the run); raised under --on-error skip;

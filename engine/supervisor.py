@@ -10,6 +10,8 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field, replace
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
 
 from engine import control as ctl
 from engine._ring import Ring
@@ -20,12 +22,14 @@ from engine.options import PREROLL, PlayOptions, default_workers, ring_slots
 from engine.procs import Child
 from engine.segments import clean_stale
 from engine.slots import SlotLayout
-from engine.sources import SourceInfo, probe
+from engine.sources import SourceError, SourceInfo, probe, source_kind
 from engine.stats import RunStats
 
 SUPERVISE_S = 0.05  # how often the children are checked
 JOIN_S = 1.5  # children get this long to stop before they are killed
 MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
+CONNECT_SLACK_S = 10.0  # a live source's reader: time to start, beyond its source timeouts
+DEFAULT_MAX_LATENCY = 0.5  # seconds: --max-latency of a live run
 
 
 @dataclass
@@ -40,8 +44,56 @@ class Run:
         refuse_nested_run(importing())  # before anything is made: nothing to undo
         opts = self.opts
         opts.check()
+        self.ring: Ring | None = None
+        self.procs: dict[str, Child] = {}
+        self.connection: Connection | None = None  # to a live source's reader, until start()
         spec = "demo" if opts.source is None else opts.source
-        self.info = probe(spec, opts.fps)
+        if source_kind(spec) in ("url", "camera"):
+            # Opened once, by the reader that reads it: a server or camera that takes
+            # one client is never asked twice. It waits for the ring made to its size.
+            self.info = self._connect(spec)
+        else:
+            self.info = probe(spec, opts.fps)
+        try:
+            self._set_up()
+        except BaseException:
+            self.stop()  # the reader waiting for its ring
+            raise
+
+    def _connect(self, spec: str | int) -> SourceInfo:
+        """Start the reader of a live source: it opens the source and says what it
+        is (or why it cannot be opened). Ctrl-C meanwhile stops it at once."""
+        opts = self.opts
+        ours, theirs = Pipe()
+        try:
+            self.procs["reader"] = child = Child(
+                "fe-reader",
+                "engine.reader:connect_and_run",
+                (spec, opts.fps, opts.source_timeout, theirs.fileno()),
+                debug=opts.debug,
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        self.connection = ours
+        try:
+            # opening waits up to the timeout, and so may reading the first frames
+            deadline = time.monotonic() + 3 * opts.source_timeout + CONNECT_SLACK_S
+            while not ours.poll(SUPERVISE_S):
+                if not child.is_alive() or time.monotonic() > deadline:
+                    how = "stopped answering" if child.is_alive() else exit_text(child.exitcode)
+                    raise SourceError(f"{spec}: the reader process {how} while opening it")
+            what, value = ours.recv()
+        except BaseException:
+            self.stop()
+            raise
+        if what == "error":
+            self.stop()
+            raise SourceError(value)
+        return value
+
+    def _set_up(self) -> None:
+        opts = self.opts
         self.analysis = resolve(opts.analyze)  # import errors surface here, once
         if self.analysis.ordered:
             raise RunError(
@@ -52,6 +104,12 @@ class Run:
         then = [opts.then] if isinstance(opts.then, str) or callable(opts.then) else opts.then
         self.steps = [resolve(spec) for spec in then]
         self.live = self.info.live if opts.live is None else opts.live
+        # A frame of a live run older than this when due is not shown.
+        self.max_latency = (
+            (DEFAULT_MAX_LATENCY if opts.max_latency is None else opts.max_latency)
+            if self.live
+            else None
+        )
         self.workers = opts.workers or default_workers()
         self.layout = SlotLayout(
             self.info.height, self.info.width, not self.analysis.in_place, steps=bool(self.steps)
@@ -80,8 +138,6 @@ class Run:
         self.stages: tuple[str, ...] = ("pool", "ordered") + (("ordered",) if self.steps else ())
         self.steps_stage = 2 if self.steps else 0
         self.display_stage = len(self.stages)  # stage 0 is the reader
-        self.ring: Ring | None = None
-        self.procs: dict[str, Child] = {}
         # Where a window will open, the user can seek back after the source ended.
         self.seekable = (
             self.info.seekable
@@ -128,8 +184,19 @@ class Run:
             then=tuple(a.name for a in self.steps),
             steps_stage=self.steps_stage,
             workers=self.workers,
+            source_timeout=self.opts.source_timeout,
+            reconnect_for=self.opts.reconnect_for,
+            max_latency=self.max_latency,
         )
-        self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
+        if self.connection is not None:  # the reader of a live source: it is waiting
+            try:
+                self.connection.send(self.cfg)
+            except OSError:  # it died meanwhile; supervise() says so
+                pass
+            self.connection.close()
+            self.connection = None
+        else:
+            self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
             self._spawn_analyzer(w)
         if self.steps:
@@ -166,9 +233,19 @@ class Run:
 
     def stop(self) -> None:
         """Stop every child within JOIN_S and remove the segment; safe to call twice."""
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        reader = self.procs.get("reader")
         if self.ring is None:
+            # Only a live source's reader, opening it (no ring to tell it by): at once.
+            if reader is not None:
+                reader.kill()
+                reader.join(1.0)
             return
         self.ring.abort()
+        if reader is not None and self.shared[ctl.RECONNECTING]:
+            reader.kill()  # it may be in the middle of an open that waits for its timeout
         deadline = time.monotonic() + JOIN_S
         for p in self.procs.values():
             p.join(max(0.0, deadline - time.monotonic()))
@@ -179,6 +256,13 @@ class Run:
         self.ring.close()
         self.ring.unlink()
         self.ring = None
+
+    def source_lost(self) -> str | None:
+        """Why the run ended early, when a live source stopped and did not come back
+        within --reconnect-for (the reader said why); None otherwise."""
+        if self.ring is None or not self.shared[ctl.SOURCE_LOST]:
+            return None
+        return ctl.reported_error(self.ring) or f"{self.info.spec}: lost"
 
     # ---- supervision ----------------------------------------------------------
 

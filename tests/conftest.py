@@ -73,9 +73,9 @@ def scripted(monkeypatch):
     shown = []
     real_shown = RunStats.shown
 
-    def record(self, index, late_s):
+    def record(self, index, late_s, age_s=None):
         shown.append(index)
-        real_shown(self, index, late_s)
+        real_shown(self, index, late_s, age_s)
 
     monkeypatch.setattr(RunStats, "shown", record)
 
