@@ -409,9 +409,11 @@ class Player:
                 run.stats.warn_dry()
         # Starving: the next frame is over REANCHOR_S late and still not here.  The
         # clock restarts a little ahead of now, at the next frame, so the analyzers
-        # (which skip what is late) work on frames that can be shown on time.
+        # (which skip what is late) work on frames that can be shown on time.  Not
+        # live: there the clock follows the times the frames were read, which the
+        # frames to come keep to (a frame that comes late restarts it when shown).
         nxt = self.last_index + 1
-        if self.clock.lateness(nxt, now) > REANCHOR_S:
+        if not run.live and self.clock.lateness(nxt, now) > REANCHOR_S:
             self.reanchor(nxt, now + STARVED_LEAD_S)
 
     def _idle_wait(self, now: float) -> float:

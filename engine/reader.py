@@ -8,7 +8,7 @@ from multiprocessing.connection import Connection
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.slots import OK, PRELUDE
-from engine.sources import Source, SourceError, connect, open_source
+from engine.sources import Source, SourceError, connect, open_source, quiet_opencv
 
 # How long a claim waits before the reader looks for a seek request again.
 CLAIM_SLICE_S = 0.25
@@ -68,6 +68,7 @@ def run(cfg: ctl.RunConfig, source: Source | None = None) -> None:
     """Process body: read until the end of the source, --frames, or an abort."""
     ring = Ring.open(cfg.ring_name)
     shared = ctl.shared_fields(ring)
+    quiet_opencv()  # a stream's read timeouts are ours to tell, in one line
     if source is None:
         try:
             source = open_source(cfg.source)
@@ -192,10 +193,12 @@ def reconnect(source: Source, ring: Ring, shared, cfg: ctl.RunConfig) -> float |
     deadline = began + cfg.reconnect_for  # inf: for as long as it takes
     attempt = 0
     while True:
-        wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-        attempt += 1
-        if time.monotonic() + wait > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             break
+        # the last attempt comes when --reconnect-for runs out
+        wait = min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], left)
+        attempt += 1
         shared[ctl.RECONNECTING] = attempt
         if not _sleep_unless_aborted(ring, wait):
             shared[ctl.RECONNECTING] = 0
@@ -211,7 +214,7 @@ def reconnect(source: Source, ring: Ring, shared, cfg: ctl.RunConfig) -> float |
     ctl.report_error(
         ring,
         f"{cfg.source.spec}: lost: no frames for {silent:.0f} s; "
-        + (f"{attempt - 1} attempts to reopen it failed" if attempt > 1 else "not reopened")
+        + (f"{attempt} attempts to reopen it failed" if attempt else "not reopened")
         + f" (--reconnect-for {cfg.reconnect_for:g})",
     )
     return None

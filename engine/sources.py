@@ -72,6 +72,7 @@ SOURCE_TIMEOUT_S = 5.0
 # are ignored.
 LOW_LATENCY_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
 FILE_OPTIONS = "rtsp_transport;tcp"
+RETRY_S = 0.01  # between reads of a stream's first frame that fail
 # In a file, a frame that does not decode (damaged) is passed over: the frames after
 # it may. A read fails at the end of the file too (at once, each time), so this many
 # failed reads in a row are taken for the end.
@@ -357,6 +358,13 @@ def _fit_into(image: np.ndarray, out: np.ndarray) -> None:
             np.copyto(out, resized)
 
 
+def quiet_opencv() -> None:
+    """Keep OpenCV's warnings off stderr in this process (a reader: "Stream timeout
+    triggered" on every stall of a stream), unless OPENCV_LOG_LEVEL says otherwise."""
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """Keep OpenCV's warnings and errors about an input it cannot open off stderr
@@ -503,6 +511,18 @@ def _read(
     return None, 0
 
 
+def _first_frame(cap: cv2.VideoCapture, kind: str, timeout_s: float) -> np.ndarray | None:
+    """The first frame that decodes. A stream joined mid-way has none before its
+    next keyframe, and a read can fail meanwhile: a URL's is waited for, up to
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        image, _ = _read(cap, kind)
+        if image is not None or kind != "url" or time.monotonic() >= deadline:
+            return image
+        time.sleep(RETRY_S)  # a read that fails at once (the end) must not spin
+
+
 def _check_file(path: str) -> None:
     """SourceError for a path that cannot be a video file, before OpenCV tries it."""
     if not os.path.lexists(path):
@@ -611,7 +631,7 @@ def connect(
         raise ValueError(f"connect() is for URLs and cameras, not {kind}")
     cap = _connect(kind, text, timeout_s)
     try:
-        info, kept = _describe(cap, kind, text, fps, keep=True)
+        info, kept = _describe(cap, kind, text, fps, keep=True, timeout_s=timeout_s)
     except BaseException:
         cap.release()
         raise
@@ -624,12 +644,17 @@ def connect(
 
 
 def _describe(
-    cap: cv2.VideoCapture, kind: str, text: str, fps: float | None, keep: bool
+    cap: cv2.VideoCapture,
+    kind: str,
+    text: str,
+    fps: float | None,
+    keep: bool,
+    timeout_s: float = SOURCE_TIMEOUT_S,
 ) -> tuple[SourceInfo, list[_Kept]]:
     """What an opened source is (see probe()), and, with `keep`, the frames of a
     live source read to find it out."""
     name = _name(kind, text)
-    first, _ = _read(cap, kind)
+    first = _first_frame(cap, kind, timeout_s)
     if first is None:
         if kind == "file":
             raise SourceError(f"{name}: not a video OpenCV can decode")
@@ -766,14 +791,20 @@ class _CaptureSource(Source):
         return True
 
     def reopen(self) -> bool:
-        """A live source that stopped: open it again (False if it does not open).
-        Its frames go on from where they stopped."""
-        if self._cap is not None:
-            self._cap.release()
-        self._cap = None
-        self._kept.clear()
-        self._cap = _open_capture(self.info.kind, self.info.spec, self._timeout_s)
-        return self._cap is not None
+        """A live source that stopped: open it again; False if it does not open or
+        gives no frame. Its frames go on from where they stopped."""
+        self.close()
+        cap = _open_capture(self.info.kind, self.info.spec, self._timeout_s)
+        if cap is None:
+            return False
+        first = _first_frame(cap, self.info.kind, self._timeout_s)
+        if first is None:
+            cap.release()
+            return False
+        pts = None if self.info.kind == "camera" else _container_pts(cap)
+        self._kept.append(_Kept(first.copy(), pts, time.monotonic()))
+        self._cap = cap
+        return True
 
     def seek(self, frame_index: int) -> None:
         if self.info.live:
