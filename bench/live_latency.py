@@ -15,8 +15,8 @@ with the stream, two can.
   step_funcs:busy_live --results R --stats-json S` (run through a small wrapper
   that notes when each frame is shown): each analyzed frame's age when shown; the
   frames shown per second and the share of the stream's frames shown (its stats);
-  and, where the engine gives it, its own latency (stats["latency"]["p50"/"p99"],
-  seconds from the reader getting a frame to its display: the transport before the
+  and, where the engine gives it, its own latency (stats["latency_ms"]["p50"/"p99"],
+  milliseconds from the reader getting a frame to its display: the transport before the
   reader is not in it).
 
 Ages are those of the frames handled after the first WARMUP_S of each run (the
@@ -256,10 +256,10 @@ def frame_engine(seconds: float, workers: int = WORKERS, extra: list[str] | None
             k: stats.get(k)
             for k in ("frames_read", "frames_shown", "frames_analyzed", "dropped_source")
         } | {k: v for k, v in stats.items() if k.startswith("dropped") or k == "reconnects"}
-        latency = stats.get("latency")
-        if isinstance(latency, dict) and "p50" in latency:
-            s["engine_latency_p50_ms"] = latency["p50"] * 1000
-            s["engine_latency_p99_ms"] = latency["p99"] * 1000
+        latency = stats.get("latency_ms")
+        if isinstance(latency, dict) and latency.get("p50") is not None:
+            s["engine_latency_p50_ms"] = latency["p50"]
+            s["engine_latency_p99_ms"] = latency["p99"]
     return s
 
 

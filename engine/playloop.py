@@ -66,6 +66,7 @@ class Player:
         self.where: str | None = None  # position_text() of the frame on screen
         self.analysis_s: deque[float] = deque(maxlen=8)  # the last few analysis times
         self.attempt = 0  # a live source being reopened: the attempt under way
+        self.reconnects, self.lost_s = 0, 0.0  # as far as they were told
         # Live: from a frame's reading to its showing, what the analyzers need (at
         # first a little; more when they turn out to need more: _watch_skips()).
         self.live_room = LIVE_LEAD_S
@@ -162,13 +163,23 @@ class Player:
         """A live source being reopened: the clock stops (the analyzers skip nothing
         meanwhile) and starts again at the first frame after the gap; the title says
         so."""
-        attempt = reconnecting(self.run)
+        run = self.run
+        attempt = reconnecting(run)
         if attempt and self.clock.t0 is not None:
             self.clock.t0 = None
             self.publish_clock()
-        if attempt != self.attempt:
-            self.attempt = attempt
-            self.redraw()
+        if attempt == self.attempt:
+            return
+        # said in a line too, for a headless run whose stderr is a log
+        if attempt:
+            run.stats.note(f"{run.info.spec}: no frames: reconnecting (attempt {attempt})")
+        elif run.shared[ctl.RECONNECTS] > self.reconnects:
+            self.reconnects = int(run.shared[ctl.RECONNECTS])
+            lost = int(run.shared[ctl.LOST_MS]) / 1000 - self.lost_s
+            self.lost_s += lost
+            run.stats.note(f"{run.info.spec}: reconnected; {lost:.1f} s of the stream lost")
+        self.attempt = attempt
+        self.redraw()
 
     def pull_arrivals(self, now: float) -> float:
         """Take what is ready and look at it: every frame that arrived goes to the

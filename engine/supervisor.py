@@ -47,6 +47,7 @@ class Run:
         self.ring: Ring | None = None
         self.procs: dict[str, Child] = {}
         self.connection: Connection | None = None  # to a live source's reader, until start()
+        self._resolve()  # a mistake in the analysis is told before any source is opened
         spec = "demo" if opts.source is None else opts.source
         if source_kind(spec) in ("url", "camera"):
             # Opened once, by the reader that reads it: a server or camera that takes
@@ -92,7 +93,8 @@ class Run:
             raise SourceError(value)
         return value
 
-    def _set_up(self) -> None:
+    def _resolve(self) -> None:
+        """The analysis and the ordered steps, imported and checked."""
         opts = self.opts
         self.analysis = resolve(opts.analyze)  # import errors surface here, once
         if self.analysis.ordered:
@@ -103,6 +105,9 @@ class Run:
             )
         then = [opts.then] if isinstance(opts.then, str) or callable(opts.then) else opts.then
         self.steps = [resolve(spec) for spec in then]
+
+    def _set_up(self) -> None:
+        opts = self.opts
         self.live = self.info.live if opts.live is None else opts.live
         # A frame of a live run older than this when due is not shown.
         self.max_latency = (

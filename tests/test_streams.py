@@ -136,6 +136,9 @@ def test_a_server_killed_and_restarted_is_reconnected_to(stream_server, tmp_path
     code, err, stats, results = finish(p, tmp_path)
     assert code == 130, err
     assert stats["reconnects"] == 1
+    # what the window's title and the progress bar say, a headless log says in lines
+    assert f"frame-engine: {server.url}: no frames: reconnecting (attempt 1)\n" in err
+    assert f"frame-engine: {server.url}: reconnected; " in err
     numbers, indices = barcodes(results), [r["result"]["index"] for r in results]
     before = [n for n in numbers if n < killed_at + 5]
     after = [n for n in numbers if n >= back_at]
@@ -194,6 +197,22 @@ def test_a_server_that_sends_nothing_times_out(stream_server, tmp_path):
     )
     assert time.monotonic() - began < 20
     assert stats is None  # nothing ran
+
+
+def test_a_mistake_in_the_analysis_is_told_before_the_source_is_opened(stream_server, tmp_path):
+    """Opening a stream can take seconds: a misspelt analysis is said first, and
+    the server is never connected to."""
+    server = stream_server("silent", scheme="tcp")
+    p = subprocess.run(
+        [tool("frame-engine"), "play", server.url, "--analyze", "edgse", "--headless"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith("frame-engine: analysis 'edgse': no such built-in")
+    assert not _connected(server.port)
 
 
 def test_a_refused_connection_is_one_line(tmp_path):
@@ -356,3 +375,51 @@ def test_an_analysis_slower_than_the_stream_keeps_frames_young(stream_server, tm
     steady = samples[50:]
     assert len(steady) >= 30, len(samples)
     assert max(steady) - steady[0] < 16 * 2**20, (steady[0], max(steady))
+
+
+# ---- the window ----------------------------------------------------------------
+
+
+def test_the_window_says_it_is_reconnecting_and_plays_on(stream_server, scripted, monkeypatch):
+    """In a window (SDL's dummy driver): the server dies, the title says
+    "reconnecting (attempt 1)" while the last frame stays, and once the server is
+    back the frames come again and the title says playing."""
+    import pygame
+
+    import engine
+
+    captions = []
+    real_caption = pygame.display.set_caption
+    monkeypatch.setattr(
+        pygame.display, "set_caption", lambda t, *a: (captions.append(t), real_caption(t, *a))
+    )
+    server = stream_server("mjpeg")
+    shown, install = scripted
+    state = {"phase": "play", "t0": time.monotonic()}
+
+    def script(shown, n):
+        if time.monotonic() - state["t0"] > 60:  # a bound: fail, not hang
+            state["phase"] = "timed out"
+            return ["q"]
+        phase = state["phase"]
+        if phase == "play" and len(shown) >= 15:
+            server.kill()
+            state["phase"], state["shown"] = "down", len(shown)
+        elif phase == "down" and any("[reconnecting (attempt 1)" in c for c in captions):
+            server.start()
+            state["phase"], state["shown"] = "back", len(shown)
+        elif phase == "back" and len(shown) >= state["shown"] + 15:
+            state["phase"] = "done"
+            return ["q"]
+        return []
+
+    install(script)
+    stats = engine.play(
+        server.url, analyze="none", workers=1, headless=False, quiet=True, source_timeout=2.0
+    )
+    assert state["phase"] == "done", state
+    assert stats["reconnects"] == 1 and stats["ended"] == "quit"
+    title = f"frame-engine: {server.url} [reconnecting (attempt 1)"
+    assert any(c.startswith(title) for c in captions), captions
+    last = captions[-1]
+    assert last.startswith(f"frame-engine: {server.url} [playing "), last
