@@ -17,7 +17,7 @@ one thing to one process:
     term            SIGTERM the player
     int             SIGINT the player (Ctrl-C)
     kill-server     the run plays a live stream from a local server instead of
-                    the clip (tests/streams.py: udp, http, tcp or mjpeg, by the
+                    the clip (tests/streams.py: udp, http, tcp, rtsp or mjpeg, by the
                     seed; 10 s of the demo at 30 fps); SIGKILL the server and
                     restart it on the same port 1.5 to 3 s later: the player
                     reconnects and plays on to the end of the stream (issue 11;
@@ -76,7 +76,7 @@ KINDS = (
 # Kinds run only when asked for (--kinds); each joins KINDS (and so the trials of
 # tests/test_faults.py) once what it needs has landed. kill-server: reconnecting.
 OPT_IN_KINDS = ("kill-server",)
-STREAM_KINDS = ("udp", "http", "tcp", "mjpeg")  # tests/streams.py
+STREAM_KINDS = ("udp", "http", "tcp", "rtsp", "mjpeg")  # tests/streams.py
 STREAM_FPS = 30.0
 STREAM_FRAMES = 300  # 10 s: the player takes 2 to 3 s to start and open it
 STREAM_BUSY_S = 0.005  # step_funcs:busy_live, which also reads each frame's barcode

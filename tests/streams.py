@@ -27,6 +27,11 @@ Kinds (KINDS):
             one client, then it ends.
     tcp     ffmpeg serves MPEG-TS (H.264) at tcp://127.0.0.1:PORT (?listen=1 on its
             side): exactly one client, then it ends.
+    rtsp    rtsp://127.0.0.1:PORT/x: ffmpeg sends H.264 in RTP to a local port, and
+            a small RTSP server in Python (OPTIONS, DESCRIBE, SETUP, PLAY,
+            TEARDOWN) forwards the packets to each client that plays, over its
+            RTSP connection (interleaved, what rtsp_transport=tcp asks for) or
+            over UDP to the client's ports; any number of clients.
     mjpeg   Python: multipart/x-mixed-replace JPEG frames at http://127.0.0.1:PORT/
             (what most IP cameras speak), any number of clients, each from the
             frame due when it connects. `stall_after=N`: after N frames to a client,
@@ -35,9 +40,10 @@ Kinds (KINDS):
             URL it is given as (tcp, http, rtsp, ...): what a client sees of a
             server that hangs.
 
-RTSP: the static ffmpeg of imageio-ffmpeg cannot serve it (its rtsp muxer only
-pushes to a server, and `-rtsp_flags listen` is an option of the demuxer), so there
-is no "rtsp" kind.
+RTSP: the static ffmpeg of imageio-ffmpeg cannot serve it to a player (its rtsp
+muxer only pushes to a server: `-f rtsp -rtsp_flags listen` tries to connect and is
+refused; `-rtsp_flags listen` is an option of the demuxer, for receiving a push),
+hence the relay above.
 
 The ffmpeg kinds are two processes, both children of the caller: the feeder
 (`python streams.py feed ...`, drawing the demo's frames and writing them, raw, to
@@ -55,6 +61,7 @@ import math
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -66,8 +73,8 @@ FPS = 30.0
 SIZE = (320, 240)  # width, height: small, so that 2 cores keep up with everything
 GOP = 15  # frames between keyframes: a client joining mid-way waits at most 0.5 s
 JPEG_QUALITY = 80
-KINDS = ("udp", "http", "tcp", "mjpeg", "silent")
-FFMPEG_KINDS = ("udp", "http", "tcp")
+KINDS = ("udp", "http", "tcp", "rtsp", "mjpeg", "silent")
+FFMPEG_KINDS = ("udp", "http", "tcp", "rtsp")
 # The most a server may live, whatever the caller does: the feeder and the Python
 # servers end on their own after this (ffmpeg when its input ends or its parent dies).
 MAX_LIFETIME_S = 120.0
@@ -106,7 +113,7 @@ def _die_with_parent() -> None:
 
 def ffmpeg_command(kind: str, port: int, size: tuple[int, int] = SIZE, fps: float = FPS) -> list:
     """The ffmpeg command line of an ffmpeg kind: raw BGR frames on stdin, the stream
-    out on 127.0.0.1:port."""
+    out on 127.0.0.1:port (for rtsp: the relay's RTP port)."""
     width, height = size
     raw_in = ["-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}"]
     raw_in += ["-framerate", f"{fps:g}", "-i", "pipe:0"]
@@ -117,6 +124,9 @@ def ffmpeg_command(kind: str, port: int, size: tuple[int, int] = SIZE, fps: floa
         out = ["-listen", "1", "-f", "mpegts", f"http://127.0.0.1:{port}/x.ts"]
     elif kind == "tcp":
         out = ["-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
+    elif kind == "rtsp":  # RTP to the relay, on `port`; its RTCP too (rtcpport)
+        out = ["-f", "rtp", "-payload_type", "96", "-rtpflags", "send_bye"]
+        out += [f"rtp://127.0.0.1:{port}?pkt_size=1200&rtcpport={port}"]
     else:
         raise ValueError(f"not an ffmpeg kind: {kind!r}")
     head = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
@@ -146,6 +156,8 @@ class StreamServer:
         self.stall_after, self.end_after, self.scheme = stall_after, end_after, scheme
         udp = kind == "udp"
         self.port = port or free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        # rtsp: where ffmpeg sends RTP for the relay
+        self.rtp_port = free_port(socket.SOCK_DGRAM) if kind == "rtsp" else None
         self.t0: float | None = None  # when frame 0 is due (CLOCK_MONOTONIC)
         self.procs: list[subprocess.Popen] = []
         self.starts = 0  # how many times the server was started
@@ -158,6 +170,7 @@ class StreamServer:
             "udp": f"udp://127.0.0.1:{p}",
             "http": f"http://127.0.0.1:{p}/x.ts",
             "tcp": f"tcp://127.0.0.1:{p}",
+            "rtsp": f"rtsp://127.0.0.1:{p}/x",
             "mjpeg": f"http://127.0.0.1:{p}/video.mjpg",
             "silent": f"{self.scheme}://127.0.0.1:{p}/x",
         }[self.kind]
@@ -198,8 +211,18 @@ class StreamServer:
         ]
         # Own session: a Ctrl-C meant for a player under test does not reach it.
         kw: dict = dict(start_new_session=True, preexec_fn=_die_with_parent)
+        if self.kind == "rtsp":  # the relay first: ffmpeg's packets go to its port
+            relay = subprocess.Popen(
+                [sys.executable, HERE, "rtsp", f"--port={self.port}", f"--rtp-port={self.rtp_port}"]
+                + common,
+                stdout=subprocess.PIPE,
+                **kw,
+            )
+            self.procs.append(relay)
+            self._ready(relay.stdout, t0=False)
         if self.kind in FFMPEG_KINDS:
-            wait = [] if self.kind == "udp" else [f"--wait-client={self.port}"]
+            live = self.kind in ("udp", "rtsp")  # sending, whether anyone listens or not
+            wait = [] if live else [f"--wait-client={self.port}"]
             feeder = subprocess.Popen(
                 [sys.executable, HERE, "feed", *common, *wait],
                 stdout=subprocess.PIPE,
@@ -209,7 +232,7 @@ class StreamServer:
             self.procs.append(feeder)
             self._ready(feeder.stderr)
             ffmpeg = subprocess.Popen(
-                ffmpeg_command(self.kind, self.port, self.size, self.fps),
+                ffmpeg_command(self.kind, self.rtp_port or self.port, self.size, self.fps),
                 stdin=feeder.stdout,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -217,7 +240,7 @@ class StreamServer:
             )
             feeder.stdout.close()  # ffmpeg's now; the feeder sees EPIPE when it dies
             self.procs.append(ffmpeg)
-            if self.kind != "udp":
+            if not live:
                 self._wait_listening()
             return self
         role = "mjpeg" if self.kind == "mjpeg" else "silent"
@@ -235,14 +258,16 @@ class StreamServer:
         self._ready(proc.stdout)
         return self
 
-    def _ready(self, pipe) -> None:
-        """Wait for the "ready T0" line of a server process (the mjpeg and silent
-        servers say it once they listen, the feeder before its first frame)."""
+    def _ready(self, pipe, t0: bool = True) -> None:
+        """Wait for the "ready T0" line of a server process (the mjpeg, silent and
+        rtsp servers say it once they listen, the feeder before its first frame);
+        on a first start, T0 is the stream's (unless t0 is False: not the stream's
+        clock)."""
         line = _readline(pipe, 20.0).split()
         if len(line) != 2 or line[0] != b"ready":
             self.stop()
             raise RuntimeError(f"{self.kind} server on port {self.port} did not start: {line}")
-        if self.t0 is None:
+        if self.t0 is None and t0:
             self.t0 = float(line[1])
 
     def _wait_listening(self, timeout: float = 10.0) -> None:
@@ -462,6 +487,167 @@ def _silent(args: argparse.Namespace) -> None:
         held.append(conn)  # kept open, never answered
 
 
+# The SDP of the stream ffmpeg sends: H.264, RTP payload type 96; its parameter
+# sets come in the stream, with every keyframe (repeat-headers=1).
+SDP = (
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=frame-engine test stream\r\n"
+    "c=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n"
+    "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    "a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n"
+)
+
+
+class _RtspClient:
+    """One RTSP connection: answers its requests; once it plays, `send` forwards
+    a packet to it (channel 0 RTP, 1 RTCP)."""
+
+    def __init__(self, conn: socket.socket, args: argparse.Namespace, playing: dict) -> None:
+        self.conn, self.args, self.playing = conn, args, playing
+        self.session = f"{id(self) & 0xFFFFFFFF:08X}"
+        self.write_lock = threading.Lock()
+        self.udp: tuple[socket.socket, str, int] | None = None  # socket, host, RTP port
+        # a client that stops reading is dropped, not waited for
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 2, 0))
+
+    def send(self, packet: bytes) -> None:
+        rtcp = 200 <= packet[1] <= 204
+        if self.udp:
+            sock, host, port = self.udp
+            sock.sendto(packet, (host, port + rtcp))
+            return
+        head = b"$" + bytes([int(rtcp)]) + len(packet).to_bytes(2, "big")
+        with self.write_lock:
+            self.conn.sendall(head + packet)
+
+    def reply(self, cseq: str, status: str = "200 OK", headers=(), body: str = "") -> None:
+        lines = [f"RTSP/1.0 {status}", f"CSeq: {cseq}", *headers]
+        if body:
+            lines.append(f"Content-Length: {len(body.encode())}")
+        data = ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+        with self.write_lock:
+            self.conn.sendall(data)
+
+    def serve(self) -> None:
+        stream = self.conn.makefile("rb")
+        try:
+            while request := self._request(stream):
+                method, url, headers = request
+                cseq = headers.get("cseq", "0")
+                session = [f"Session: {self.session};timeout=60"]
+                if method == "OPTIONS":
+                    public = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"
+                    self.reply(cseq, headers=[f"Public: {public}"])
+                elif method == "DESCRIBE":
+                    base = url if url.endswith("/") else url + "/"
+                    content = ["Content-Type: application/sdp", f"Content-Base: {base}"]
+                    self.reply(cseq, headers=content, body=SDP)
+                elif method == "SETUP":
+                    self.reply(cseq, headers=[*session, self._transport(headers)])
+                elif method == "PLAY":
+                    self.reply(cseq, headers=[*session, "Range: npt=0.000-"])
+                    self.playing[id(self)] = self
+                elif method in ("GET_PARAMETER", "SET_PARAMETER"):
+                    self.reply(cseq, headers=session)
+                elif method == "TEARDOWN":
+                    self.reply(cseq, headers=session)
+                    return
+                else:
+                    self.reply(cseq, "501 Not Implemented")
+        except OSError:
+            pass  # the client left
+        finally:
+            self.playing.pop(id(self), None)
+            self.conn.close()
+
+    def _transport(self, headers: dict) -> str:
+        transport = headers.get("transport", "")
+        if "TCP" in transport.upper() or "interleaved" in transport:
+            self.udp = None
+            return "Transport: RTP/AVP/TCP;unicast;interleaved=0-1"
+        ports = [p for p in transport.split(";") if p.startswith("client_port=")]
+        rtp = int(ports[0].split("=")[1].split("-")[0]) if ports else 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        host = self.conn.getpeername()[0]
+        self.udp = (sock, host, rtp)
+        server_port = self.args.rtp_port
+        return (
+            f"Transport: RTP/AVP;unicast;client_port={rtp}-{rtp + 1};"
+            f"server_port={server_port}-{server_port + 1}"
+        )
+
+    @staticmethod
+    def _request(stream) -> tuple[str, str, dict] | None:
+        """The next request (method, url, headers); interleaved packets the client
+        sends on the connection (its RTCP reports) are read and dropped. None at
+        the end of the connection."""
+        while True:
+            first = stream.read(1)
+            if not first:
+                return None
+            if first == b"$":
+                head = stream.read(3)
+                if len(head) < 3:
+                    return None
+                stream.read(int.from_bytes(head[1:3], "big"))
+                continue
+            line = (first + stream.readline()).decode("latin-1").strip()
+            if line:
+                break
+        headers = {}
+        while (h := stream.readline().decode("latin-1").strip()) != "":
+            name, _, value = h.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if n := int(headers.get("content-length", "0")):
+            stream.read(n)
+        method, url, *_ = line.split() + ["", ""]
+        return method, url, headers
+
+
+def _rtcp_bye(packet: bytes) -> bool:
+    """Whether an RTCP (compound) packet holds a BYE."""
+    at = 0
+    while at + 4 <= len(packet) and 200 <= packet[at + 1] <= 204:
+        if packet[at + 1] == 203:
+            return True
+        at += 4 * (int.from_bytes(packet[at + 2 : at + 4], "big") + 1)
+    return False
+
+
+def _rtsp(args: argparse.Namespace) -> None:
+    """An RTSP server of one stream: the RTP packets ffmpeg sends to --rtp-port go
+    to every client that plays."""
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", args.rtp_port))
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", args.port))
+    listener.listen(16)
+    playing: dict[int, _RtspClient] = {}
+
+    def forward() -> None:
+        while True:
+            packet = rtp.recv(65536)
+            for client in list(playing.values()):
+                try:
+                    client.send(packet)
+                except OSError:  # gone, or not reading: dropped
+                    playing.pop(id(client), None)
+                    with contextlib.suppress(OSError):
+                        client.conn.shutdown(socket.SHUT_RDWR)
+            if _rtcp_bye(packet):  # ffmpeg's stream ended (send_bye): so does ours
+                for client in list(playing.values()):
+                    with contextlib.suppress(OSError):
+                        client.conn.shutdown(socket.SHUT_RDWR)
+                os._exit(0)
+
+    threading.Thread(target=forward, daemon=True).start()
+    _announce(args, sys.stdout)
+    while True:
+        conn, _ = listener.accept()
+        client = _RtspClient(conn, args, playing)
+        threading.Thread(target=client.serve, daemon=True).start()
+
+
 def _size(text: str) -> tuple[int, int]:
     w, h = text.split("x")
     return int(w), int(h)
@@ -469,8 +655,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a stream server process (tests/streams.py)")
-    parser.add_argument("role", choices=("feed", "mjpeg", "silent"))
+    parser.add_argument("role", choices=("feed", "mjpeg", "silent", "rtsp"))
     parser.add_argument("--port", type=int)
+    parser.add_argument("--rtp-port", type=int, help="rtsp: where ffmpeg sends RTP")
     parser.add_argument("--fps", type=float, default=FPS)
     parser.add_argument("--size", type=_size, default=SIZE)
     parser.add_argument("--t0", type=float, help="when frame 0 is due; default: at the start")
@@ -483,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     # the deadline: SIGALRM's default action ends the process, wherever it is
     signal.alarm(max(1, math.ceil(args.lifetime)))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    {"feed": _feed, "mjpeg": _mjpeg, "silent": _silent}[args.role](args)
+    {"feed": _feed, "mjpeg": _mjpeg, "silent": _silent, "rtsp": _rtsp}[args.role](args)
 
 
 if __name__ == "__main__":
