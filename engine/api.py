@@ -37,12 +37,12 @@ def play(source: str | int | None = "demo", **options) -> dict:
         player = Player(run)
         try:
             player.play()
-        except BaseException as e:
+            run.finish()  # the analyzers and steps give their summaries as they exit
+        except BaseException as e:  # (also a SIGTERM while they do)
             run.stats.ended = ENDED_BY.get(type(e), "error")
             run.stats.finished(run)
             e.stats = run.stats.as_dict()  # the command line still sums the run up
             raise
-        run.finish()  # the analyzers and steps give their summaries as they exit
         lost = run.source_lost()
         if lost:  # a live source stopped and did not come back: played up to there
             run.stats.ended = "source lost"
