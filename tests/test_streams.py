@@ -92,7 +92,7 @@ def increasing(values) -> bool:
 # ---- each kind plays -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["udp", "http", "tcp", "mjpeg"])
+@pytest.mark.parametrize("kind", ["udp", "http", "tcp", "rtsp", "mjpeg"])
 def test_each_kind_of_stream_plays_in_order(stream_server, tmp_path, kind):
     """Every frame read is analyzed (--untimed: none is skipped for time), in the
     stream's order. tcp and http are ffmpeg listening for exactly one client:
