@@ -96,9 +96,16 @@ def test_each_kind_of_stream_plays_in_order(stream_server, tmp_path, kind):
     stream's order. tcp and http are ffmpeg listening for exactly one client:
     opened twice (a probe, then the reader), the second open was refused."""
     server = stream_server(kind)
-    p = start_play(server.url, tmp_path, "--untimed", "--frames", "60", "--reconnect-for", "0")
+    p = start_play(
+        server.url,
+        tmp_path,
+        *("--untimed", "--frames", "60", "--reconnect-for", "0", "--max-latency", "inf"),
+    )
     code, err, stats, results = finish(p, tmp_path)
     assert code == 0, err
+    # strict JSON: no limit is null, not Infinity
+    json.loads((tmp_path / "s.json").read_text(), parse_constant=pytest.fail)
+    assert stats["latency_ms"]["max"] is None
     assert stats["frames_read"] == stats["frames_analyzed"] == len(results) == 60
     assert stats["reconnects"] == 0
     numbers, indices = barcodes(results), [r["result"]["index"] for r in results]
