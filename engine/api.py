@@ -74,10 +74,14 @@ class Frame:
         return iter((self.image, self.result))
 
 
-def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
+def frames(
+    source: str | int | None = "demo", *, stats: dict | None = None, **options
+) -> Iterator[Frame]:
     """Analyzed frames in order, as fast as they come (`Frame`s, which unpack as
     `image, result`). The image is a read-only view into the ring, valid until the
-    next iteration (copy it to keep it). Leaving the loop stops the run."""
+    next iteration (copy it to keep it). Leaving the loop stops the run.  A dict
+    given as `stats` gets the run's figures (as `play()` returns them) once the
+    frames have ended."""
     options.setdefault("untimed", True)
     for name in ("output", "results", "stats_json", "headless"):
         if options.get(name) is not None:
@@ -91,6 +95,10 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
             if record is None:  # none came meanwhile: look at the children
                 run.supervise()
                 if arrivals.eof:
+                    if stats is not None:  # the steps give their summaries as they exit
+                        run.finish()
+                        run.stats.finished(run)
+                        stats.update(run.stats.as_dict())
                     return
                 continue
             image = arrivals.image(record)
