@@ -18,9 +18,9 @@ _EXPORTS = {
     "Context": "engine.analysis",
     "analysis": "engine.analysis",
     "AnalysisError": "engine.analysis",
-    "BatchItem": "engine.batch",
-    "batch": "engine.batch",
-    "batch_results": "engine.batch",
+    "BatchItem": "engine.batchjobs",
+    "batch": "engine.batchjobs",
+    "batch_results": "engine.batchjobs",
     "Frame": "engine.api",
     "frames": "engine.api",
     "play": "engine.api",
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from engine._ring import Ring, RingAborted
     from engine.analysis import AnalysisError, Context, analysis
     from engine.api import Frame, Terminated, frames, play
-    from engine.batch import BatchItem, batch, batch_results
+    from engine.batchjobs import BatchItem, batch, batch_results
     from engine.errors import AnalysisFailed, FrameEngineError, MainGuardError, RunError
     from engine.segments import clean_stale
     from engine.sources import SourceError

@@ -344,7 +344,7 @@ def _add_batch(sub) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from engine.batch import BatchConfig, run_batch
+    from engine.batchjobs import BatchConfig, run_batch
 
     if os.getcwd() not in sys.path:  # --analyze mymodule:fn, as for play
         sys.path.append(os.getcwd())

@@ -330,7 +330,7 @@ class LocalRunner:
         boot = (
             "import sys, pickle\n"
             "sys.path[:] = pickle.load(sys.stdin.buffer)\n"
-            "from engine.batch import _job_main\n"
+            "from engine.batchjobs import _job_main\n"
             "_job_main()\n"
         )
         p = subprocess.Popen(
