@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -419,7 +420,7 @@ def _exit_text(code: int | None) -> str:
 class RayRunner:
     """Jobs as Ray tasks, each asking for the CPUs its pipeline uses."""
 
-    def __init__(self, address: str, workers: int | None, modules: list[str]) -> None:
+    def __init__(self, address: str, workers: int | None, modules: dict[str, bytes]) -> None:
         import ray
 
         self.ray = ray
@@ -451,9 +452,9 @@ class RayRunner:
             )
         self.cpus = min(self.workers + 1, self.node_cpus)
         self.where = f"on Ray ({len(nodes)} node(s), {self.cpus} CPU(s) a task)"
-        runtime_env = {"py_modules": modules} if modules else None
+        self.modules = ray.put(modules)
         self.task = ray.remote(_ray_task).options(
-            num_cpus=self.cpus, max_retries=3, retry_exceptions=False, runtime_env=runtime_env
+            num_cpus=self.cpus, max_retries=3, retry_exceptions=False
         )
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -469,7 +470,7 @@ class RayRunner:
 
     def submit(self, jobs: list[Job]) -> None:
         for job in jobs:
-            self.pending[self.task.remote(job, self.counter)] = job
+            self.pending[self.task.remote(job, self.counter, self.modules)] = job
 
     def done(self, timeout: float) -> Iterator[tuple[Job, dict]]:
         if not self.pending:
@@ -496,7 +497,10 @@ class RayRunner:
         return self.frames
 
     def forget(self, job: Job) -> None:
+        # its frames are counted as done now: ask the actor again (it takes one
+        # caller's calls in order, so it has forgotten the job by then)
         self.counter.forget.remote((job.input, job.part))
+        self.last_poll = 0.0
 
     def cancel(self) -> None:
         """Ctrl-C: each task gets a KeyboardInterrupt (its run stops cleanly), then
@@ -533,7 +537,8 @@ class Progress:
         return sum(self.counts.values())
 
 
-def _ray_task(job: Job, counter) -> dict:
+def _ray_task(job: Job, counter, modules: dict[str, bytes]) -> dict:
+    _install_modules(modules)
     key = (job.input, job.part)
 
     def report(n: int) -> None:
@@ -545,12 +550,13 @@ def _ray_task(job: Job, counter) -> dict:
     return run_job(job, report)
 
 
-def user_modules(specs: list) -> list[str]:
-    """The files of the user's `module:function` analyses that a cluster's nodes
-    need shipped (those not installed: found outside site-packages)."""
+def user_modules(specs: list) -> dict[str, bytes]:
+    """The source of the user's `module:function` analyses that a cluster's nodes
+    need (those not installed: found outside site-packages), by path relative to
+    the folder they import from."""
     import importlib.util
 
-    found = []
+    found: dict[str, bytes] = {}
     for spec in specs:
         if not isinstance(spec, str) or ":" not in spec:
             continue
@@ -562,13 +568,45 @@ def user_modules(specs: list) -> list[str]:
         origin = where.origin if where else None
         if not origin or "site-packages" in origin or module == "engine":
             continue
-        if os.path.basename(origin) == "__init__.py":
-            origin = os.path.dirname(origin)
-        found.append(origin)
-    return list(dict.fromkeys(found))
+        if os.path.basename(origin) == "__init__.py":  # a package: all of its modules
+            top = os.path.dirname(origin)
+            files = [
+                os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs if f.endswith(".py")
+            ]
+            base = os.path.dirname(top)
+        else:
+            files, base = [origin], os.path.dirname(origin)
+        for path in files:
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, base)] = f.read()
+    return found
 
 
-def pick_runner(ray: str, jobs: int, workers: int | None, modules: list[str]):
+def _install_modules(modules: dict[str, bytes]) -> None:
+    """On a node: the user's modules in a folder first on sys.path (the analyzer
+    processes take this process's path).  A task's runtime_env cannot carry local
+    files, and a driver that made its own ray.init() could not give a job's."""
+    if not modules:
+        return
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(pickle.dumps(sorted(modules.items()))).hexdigest()[:16]
+    folder = os.path.join(tempfile.gettempdir(), f"fe-batch-modules-{digest}")
+    if not os.path.isdir(folder):
+        staging = tempfile.mkdtemp(prefix="fe-batch-modules-")
+        for rel, data in modules.items():
+            os.makedirs(os.path.join(staging, os.path.dirname(rel)), exist_ok=True)
+            with open(os.path.join(staging, rel), "wb") as f:
+                f.write(data)
+        try:
+            os.rename(staging, folder)
+        except OSError:  # another task made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    sys.path[:] = [folder] + [p for p in sys.path if "fe-batch-modules-" not in p]
+
+
+def pick_runner(ray: str, jobs: int, workers: int | None, modules: dict[str, bytes]):
     """`ray`: off (here), local (a private Ray instance), auto (a running cluster
     if one is found, else here), or a cluster's address."""
     if ray == "local" and "ray" not in sys.modules:

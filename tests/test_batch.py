@@ -71,6 +71,7 @@ def test_without_ray_every_frame_once_in_order_same_as_play(clips, tmp_path, no_
         assert got == play_results(path, "player_funcs:number", tmp_path)
         stats = json.loads((out / f"{name}.stats.json").read_text())
         assert stats["status"] == "ok" and stats["frames"] == len(rows)
+        assert stats["runs"][0]["stats"]["frames_analyzed"] == len(rows)  # the run's figures
     assert json.loads((out / "summary.json").read_text())["state"] == "done"
 
 
