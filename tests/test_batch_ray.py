@@ -162,3 +162,36 @@ def test_a_damaged_file_among_good_ones(cluster, clips, tmp_path, capsys):
     assert summary["inputs"][1]["reason"].startswith(f"{bad}: ")
     assert f"frame-engine: bad: failed: {bad}: " in err
     assert "2 ok, 1 failed" in err
+
+
+def test_ctrl_c_cancels_the_tasks_cleanly(cluster, clips, tmp_path):
+    import signal
+    import subprocess
+
+    from helpers import our_segments, tool
+
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [tool("frame-engine"), "batch", *clips, "--analyze", "batch_funcs:slow_mark"]
+        + ["--out", str(out), "--ray", cluster.address],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's Ctrl-C reaches it
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)),
+    )
+    try:
+        # the tasks' pipelines made their rings (on the nodes, which inherited the tag)
+        wait_until(lambda: len(our_segments()) >= 2, "tasks running", timeout=60)
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "frame-engine: interrupted"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "interrupted"
+    assert "interrupted" in {i["status"] for i in summary["inputs"]}
+    # each task stopped its run: its segment removed, by the task itself
+    wait_until(lambda: not our_segments(), "the tasks' segments removed", timeout=20)
