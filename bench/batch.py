@@ -6,8 +6,8 @@ cluster.
     python bench/batch.py [--clips 8] [--frames 90] [--size 320x180] [--nodes 2]
         [--cpus 1] [--json bench/batch_results.json]
 
-Needs Ray (pip install ".[ray]"); Ray Data's video reader also needs decord (pip
-install decord), and is left out, said so, where it is missing.  Every node runs
+Needs Ray (pip install ".[ray]"); Ray Data and its video reader also need
+pip install "ray[data]" decord, and are left out, said so, where they are missing.  Every node runs
 on this machine, on the loopback only."""
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def main() -> int:
                 add(f"batch on Ray ({where}, {run})", seconds, summary["where"])
             try:
                 import decord  # noqa: F401
+                import ray.data  # noqa: F401
 
                 for run in ("cold", "warm"):
                     seconds, n = timed(
@@ -133,7 +134,7 @@ def main() -> int:
                     assert n == total, n
                     add(f"Ray Data read_videos+map_batches ({where}, {run})", seconds)
             except ImportError:
-                print("Ray Data: left out (pip install decord for its video reader)")
+                print('Ray Data: left out (pip install "ray[data]" decord)')
         finally:
             ray.shutdown()
             cluster.shutdown()

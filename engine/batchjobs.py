@@ -266,13 +266,10 @@ def _check_range(job: Job, out: dict) -> None:
 
 
 def _node() -> str:
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()[:12]
-    except ImportError:
-        pass
+    """Where a job runs: its Ray node's id in a task, else the host's name."""
+    ray = sys.modules.get("ray")  # imported in a Ray task; never imported here for this
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()[:12]
     return socket.gethostname()
 
 
@@ -516,6 +513,10 @@ class RayRunner:
         self.pending.clear()
 
     def close(self) -> None:
+        try:
+            self.ray.kill(self.counter)  # a process on the driver's node
+        except Exception:  # gone with its node, or with the cluster
+            pass
         if self.started:
             self.ray.shutdown()
 
@@ -693,8 +694,8 @@ class BatchConfig:
 
 def run_batch(cfg: BatchConfig) -> Iterator[Input]:
     """Run a batch; yield each input as it completes (or fails), with its merged
-    rows in `input.rows`; the last thing yielded is None, then the summary is in
-    `cfg.summary`."""
+    rows in `input.rows`; at the end the summary is in `cfg.summary`.  Closing the
+    generator early (or Ctrl-C) cancels the jobs still running."""
     from engine.analysis import resolve
     from engine.options import PlayOptions
 
@@ -706,7 +707,10 @@ def run_batch(cfg: BatchConfig) -> Iterator[Input]:
     for spec in [cfg.analyze, *then]:
         resolve(spec)  # a name that is no analysis: one line now, not one per input
     if cfg.out:
-        os.makedirs(cfg.out, exist_ok=True)
+        try:
+            os.makedirs(cfg.out, exist_ok=True)
+        except OSError as e:
+            raise BatchError(f"--out {cfg.out}: {e.strerror}", exit_code=2) from None
     warmup = cfg.warmup if cfg.warmup is not None else (STEPS_WARMUP_S if then else 0.0)
     runner = pick_runner(cfg.ray, cfg.jobs, cfg.workers, user_modules([cfg.analyze, *then]))
     items = [Input(p, n) for p, n in zip(paths, output_names(paths), strict=True)]
