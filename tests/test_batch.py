@@ -80,7 +80,9 @@ def test_split_same_as_unsplit_for_a_lookback_analysis(clips, tmp_path, no_ray):
     # first, and the mp4v clip's ranges start between keyframes
     whole, split = tmp_path / "whole", tmp_path / "split"
     engine.batch(clips["long"], analyze="flow", out=str(whole), ray="off")
-    summary = engine.batch(clips["long"], analyze="flow", out=str(split), ray="off", split=1.0)
+    summary = engine.batch(
+        clips["long"], analyze="flow", out=str(split), ray="off", split=1.0, jobs=2
+    )
     stats = json.loads((split / "long.stats.json").read_text())
     assert [(r["first"], r["end"]) for r in stats["runs"]] == [(0, 30), (30, 60), (60, None)]
     assert summary["inputs"][0]["frames"] == 90

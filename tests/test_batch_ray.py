@@ -195,3 +195,18 @@ def test_ctrl_c_cancels_the_tasks_cleanly(cluster, clips, tmp_path):
     assert "interrupted" in {i["status"] for i in summary["inputs"]}
     # each task stopped its run: its segment removed, by the task itself
     wait_until(lambda: not our_segments(), "the tasks' segments removed", timeout=20)
+
+
+def test_leaving_the_iterator_cancels_the_tasks(cluster, clips, tmp_path):
+    from helpers import our_segments
+
+    long = str(tmp_path / "long.avi")  # 600 frames at 30 ms: about 20 s of work
+    write_demo_clip(long, frames=600, size=SIZE)
+    items = engine.batch_results(
+        [clips[1], long], analyze="batch_funcs:slow_mark", ray=cluster.address
+    )
+    for path, index, result in items:
+        assert path == clips[1] and result["pixels"] == index  # the short clip comes first
+        break
+    items.close()  # the driver stays: the batch itself must cancel the long clip's task
+    wait_until(lambda: not our_segments(), "the long clip's task stopped", timeout=12)
