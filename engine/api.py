@@ -81,10 +81,14 @@ class Frame:
         return iter((self.image, self.result))
 
 
-def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
+def frames(
+    source: str | int | None = "demo", *, stats: dict | None = None, **options
+) -> Iterator[Frame]:
     """Analyzed frames in order, as fast as they come (`Frame`s, which unpack as
     `image, result`). The image is a read-only view into the ring, valid until the
-    next iteration (copy it to keep it). Leaving the loop stops the run."""
+    next iteration (copy it to keep it). Leaving the loop stops the run.  A dict
+    given as `stats` gets the run's figures (as `play()` returns them) once the
+    frames have ended."""
     options.setdefault("untimed", True)
     for name in ("output", "results", "stats_json", "headless"):
         if options.get(name) is not None:
@@ -98,7 +102,12 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
             if record is None:  # none came meanwhile: look at the children
                 run.supervise()
                 if arrivals.eof:
-                    lost = run.source_lost()
+                    lost = run.source_lost()  # a live source that did not come back
+                    if stats is not None:  # the steps give their summaries as they exit
+                        run.finish()
+                        run.stats.ended = "source lost" if lost else run.stats.ended
+                        run.stats.finished(run)
+                        stats.update(run.stats.as_dict())
                     if lost:
                         raise RunError(lost)
                     return
