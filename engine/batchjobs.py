@@ -780,7 +780,8 @@ class _BatchState:
         return any(item.status == "pending" for item in self.items)
 
     def open_bar(self) -> None:
-        if not self.cfg.progress:
+        # a bar on a terminal; a log (stderr not a terminal) gets the per-input lines
+        if not self.cfg.progress or not sys.stderr.isatty():
             return
         from tqdm import tqdm
 
