@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +60,20 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned
 #define MIN_PAGE 4096u
 #define DEFAULT_SPIN_NS 20000
 #define NO_END UINT64_MAX
+
+/* Test-only hooks (built into the C tests' copy of the core, never the wheel's):
+ * see ring_test_hooks.h. */
+#ifdef FE_TEST_HOOKS
+#include "ring_test_hooks.h"
+void (*fe_test_hook_claimed)(void);
+#define TEST_HOOK(h) \
+    do { \
+        if (h) \
+            h(); \
+    } while (0)
+#else
+#define TEST_HOOK(h) ((void)0)
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -81,6 +96,9 @@ struct fe_stage_line {
     _Atomic uint64_t owner;   /* producer / ordered consumer: role token (pid << 32 |
                                  handle id), 0 if free, RECLAIMING while a
                                  supervisor reclaims it */
+    _Atomic uint64_t settles; /* pool: odd while a supervisor settles unowned items
+                                 (settle_unowned()), bumped by 2 for each settling */
+    _Atomic uint64_t settler; /* pool: the role token of that supervisor, 0 if none */
     _Alignas(CACHE_LINE) _Atomic uint64_t c_done; /* items finished; for in-order
                                  stages (producer, ordered) also the frontier:
                                  every s < c_done is finished */
@@ -338,19 +356,26 @@ static void futex_wake_all(_Atomic uint32_t *addr)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+/* The two sides of an asymmetric Dekker handshake (a store, then a load of what
+ * the other side stores).  The fast side, run on every publish, done or claim: a
+ * seq_cst fence, or, where this process is registered for membarrier, only a
+ * compiler barrier, and the slow side's membarrier call is the fence. */
+static inline void fast_side_barrier(void)
+{
+    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
 /* Tell those waiting on stage k's progress.  The caller has just made progress
  * visible with a release store. */
 static void wake(fe_ring *r, uint32_t k)
 {
     struct fe_wait_line *w = &r->h->wait[k];
-    /* Between our progress and this load: a seq_cst fence, or, where this
-     * process is registered, only a compiler barrier, and the membarrier call of
-     * a waiter in fe_wait() is the fence.  Either the waiter's re-check sees our
+    /* Between our progress and this load: either the waiter's re-check sees our
      * progress, or we see its registration here and bump the word. */
-    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed))
-        atomic_signal_fence(memory_order_seq_cst);
-    else
-        atomic_thread_fence(memory_order_seq_cst);
+    fast_side_barrier();
     if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
         /* release: a waiter that reads the new word value also sees our progress */
         atomic_fetch_add_explicit(&w->evt, 1, memory_order_release);
@@ -1039,6 +1064,8 @@ static bool take_ready(fe_ring *r, uint32_t k)
 }
 
 static int finish_ordered(fe_ring *r, uint32_t k);
+static bool keep_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got);
+static void flag_failed(fe_ring *r, uint64_t s);
 
 int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
             uint32_t *n)
@@ -1075,12 +1102,17 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
         uint32_t got = ready_run(r, stage, c, max_n);
         if (got) {
             if (pool) {
+                /* Before the CAS: a settling whose scan (after its grace) could
+                 * reach our run began before our claim, so it bumps settles after
+                 * this load.  acquire: pairs with the release bump at its end. */
+                uint64_t settles0 = atomic_load_explicit(&st->settles, memory_order_acquire);
                 /* seq_cst: arbitrates the run among members, and is ordered
                  * against fe_end()'s store so that EOF is never missed */
                 if (!atomic_compare_exchange_strong_explicit(&st->c_claim, &c, c + got,
                                                              memory_order_seq_cst,
                                                              memory_order_seq_cst))
                     continue;
+                TEST_HOOK(fe_test_hook_claimed);
                 /* Record who holds the run, for fe_done() and fe_reclaim().  The
                  * token first, then owner_seq with release: pairs with the
                  * acquire of owner_seq in pool_holds()/reclaim_pool(), which then
@@ -1091,6 +1123,16 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
                     atomic_store_explicit(&sh->owner, tok, memory_order_relaxed);
                     atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
                 }
+                /* The claim window: did a supervisor settle the run as unowned
+                 * meanwhile?  Our records, then this load: the other side of the
+                 * handshake in settle_unowned(), which bumps settles, then
+                 * (membarrier) reads the records.  Either it sees our records or
+                 * we see its bump: the fast-side barrier, as in wake(). */
+                fast_side_barrier();
+                if (((settles0 & 1) ||
+                     atomic_load_explicit(&st->settles, memory_order_relaxed) != settles0) &&
+                    !keep_run(r, stage, c, got))
+                    continue; /* we stalled in the window past the grace: the run is gone */
                 /* Took the last items: members asleep waiting for more must see EOF. */
                 uint64_t end = atomic_load_explicit(&h->end_seq, memory_order_seq_cst);
                 if (end != NO_END && (int64_t)(c + got - end) >= 0)
@@ -1241,6 +1283,151 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
     return count;
 }
 
+/* ---- the claim window ----------------------------------------------------
+ *
+ * A pool member claims a run with a CAS on c_claim and then records, item by
+ * item, that it holds them (owner, owner_seq).  One killed between the two
+ * leaves items that are claimed and owned by nobody: fe_reclaim(pid) cannot find
+ * them by pid.  So fe_reclaim() also settles the items of every pool stage that
+ * were claimed before it began and are still unowned after SETTLE_GRACE_NS:
+ * they move on flagged failed, as a dead member's do.  A live member that
+ * stalls in its window that long (stopped, or starved of CPU) loses its run:
+ * the settling and the member's records are arbitrated by a handshake (settles,
+ * below, and keep_run()), so an item is either settled or held, never both. */
+
+#define SETTLE_GRACE_NS 50000000 /* 50 ms: far beyond the window's nanoseconds */
+#define SETTLER_LOOK_NS 10000000 /* a waiter looks whether a settler died every 10 ms */
+
+static void sleep_ns(int64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* The slow side of the handshake whose fast side is fast_side_barrier(). */
+static void slow_side_barrier(fe_ring *r)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    /* Where membarrier is refused and some process stores without a fence, wait
+     * for its store buffer to drain: a best effort, as the sleeper's slices are. */
+    /* seq_cst: after the fence; see init_geometry() */
+    if (!membarrier_global() && atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst))
+        sleep_ns(UNCOVERED_SLICE_NS);
+}
+
+/* Is item s of pool stage k claimed, unfinished and owned by nobody?  *stamp is
+ * its stamp, for the CAS that settles it. */
+static bool unowned(const fe_ring *r, uint32_t k, uint64_t s, uint64_t *stamp)
+{
+    struct fe_slot_hdr *sh = slot_hdr(r, s);
+    /* acquire: pairs with the release of the stamp in fe_done() and here */
+    *stamp = atomic_load_explicit(&sh->stamp[k - 1], memory_order_acquire);
+    /* acquire: pairs with the release of owner_seq in fe_take().  Only the
+     * claimers of s and of earlier occupants of its slot write owner_seq. */
+    return (int64_t)(*stamp - s) < 0 &&
+           atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s;
+}
+
+static int64_t settle_unowned(fe_ring *r, uint32_t k)
+{
+    struct fe_hdr *h = r->h;
+    struct fe_stage_line *st = &h->stage[k];
+    uint64_t stamp, before = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    bool any = false;
+    for (uint64_t s = before - h->slots; s != before && !any; s++)
+        any = unowned(r, k, s, &stamp);
+    if (!any)
+        return 0;
+    sleep_ns(SETTLE_GRACE_NS);
+    uint64_t none = 0, me = role_token(r);
+    /* acq_rel: one supervisor settles a stage at a time; another skips it */
+    if (!atomic_compare_exchange_strong_explicit(&st->settler, &none, me, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return 0;
+    /* seq_cst, then the slow-side barrier, then the records: the other side of
+     * the handshake in fe_take() (records, fast-side barrier, load of settles) */
+    atomic_fetch_add_explicit(&st->settles, 1, memory_order_seq_cst); /* odd: settling */
+    slow_side_barrier(r);
+    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t from = (int64_t)(before - (claim - h->slots)) > 0 ? claim - h->slots : before;
+    int64_t count = 0;
+    for (uint64_t s = from; s != before; s++) {
+        if (!unowned(r, k, s, &stamp))
+            continue;
+        flag_failed(r, s);
+        /* release: pairs with the acquire in finished() and keep_run(); the
+         * failed flag and the item move on */
+        if (atomic_compare_exchange_strong_explicit(&slot_hdr(r, s)->stamp[k - 1], &stamp, s,
+                                                    memory_order_release, memory_order_relaxed))
+            count++;
+    }
+    /* release: pairs with the acquire in fe_take() and wait_settled(); our stamps
+     * are visible to a member that sees settles even again */
+    atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
+    atomic_store_explicit(&st->settler, 0, memory_order_relaxed);
+    if (count) {
+        atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed); /* counter */
+        wake(r, k);
+    }
+    return count;
+}
+
+/* Wait until no settling of pool stage k is under way.  A settler that died
+ * half-way leaves settles odd: its settling is ended for it. */
+static void wait_settled(fe_ring *r, uint32_t k)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    int64_t look = now_ns() + SETTLER_LOOK_NS;
+    /* acquire: pairs with the release bump at the end of settle_unowned() */
+    for (uint64_t g; (g = atomic_load_explicit(&st->settles, memory_order_acquire)) & 1;) {
+        if (now_ns() >= look) {
+            look = now_ns() + SETTLER_LOOK_NS;
+            uint64_t who = atomic_load_explicit(&st->settler, memory_order_relaxed);
+            if (who != 0 && who != RECLAIMING && !pid_alive(token_pid(who)) &&
+                atomic_compare_exchange_strong_explicit(&st->settler, &who, RECLAIMING,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed)) {
+                /* release: as the settler's own end would */
+                atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
+                atomic_store_explicit(&st->settler, 0, memory_order_relaxed);
+            }
+        }
+        sched_yield();
+    }
+}
+
+/* fe_take()'s slow path of the claim window: a settling overlapped our records.
+ * Wait for it to end, then see whether it took any item of our run: if so we
+ * were in the window past the grace period, and the rest of the run goes on
+ * flagged failed too.  true if the whole run is still ours. */
+static bool keep_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got)
+{
+    wait_settled(r, k);
+    bool lost = false;
+    for (uint32_t i = 0; i < got && !lost; i++)
+        /* acquire: pairs with the release CAS of the stamp in settle_unowned() */
+        lost = atomic_load_explicit(&slot_hdr(r, c + i)->stamp[k - 1], memory_order_acquire) ==
+               c + i;
+    if (!lost)
+        return true;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < got; i++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, c + i);
+        if (atomic_load_explicit(&sh->stamp[k - 1], memory_order_relaxed) == c + i)
+            continue; /* settled */
+        flag_failed(r, c + i);
+        /* release: pairs with the acquire in finished(); the item moves on */
+        atomic_store_explicit(&sh->stamp[k - 1], c + i, memory_order_release);
+        n++;
+    }
+    if (n) {
+        atomic_fetch_add_explicit(&r->h->stage[k].failed, n, memory_order_relaxed); /* counter */
+        wake(r, k);
+    }
+    return false;
+}
+
 int fe_reclaim(fe_ring *r, pid_t pid)
 {
     struct fe_hdr *h = r->h;
@@ -1253,6 +1440,7 @@ int fe_reclaim(fe_ring *r, pid_t pid)
         struct fe_stage_line *st = &h->stage[k];
         if (h->kinds[k] == FE_POOL) {
             total += reclaim_pool(r, k, HOLD_PID_STAGE_MASK, (uint64_t)(uint32_t)pid << 32 | (uint64_t)k << 24);
+            total += settle_unowned(r, k); /* pid may have died in its claim window */
             continue;
         }
         /* An ordered stage: take the role from the dead owner (RECLAIMING keeps a

@@ -152,7 +152,9 @@ uint64_t fe_ready(const fe_ring *r, uint32_t stage);
 /* Supervisor.  Every item held by the dead process `pid` at any consumer stage
  * is finished for that stage and flagged failed, and its roles are freed;
  * returns how many items, or -EBUSY if `pid` is still alive (a zombie counts
- * as dead).  fe_close() does the same for what one handle holds. */
+ * as dead).  Items of a pool stage claimed before the call and owned by nobody
+ * 50 ms later (a member died between its claim and its records: the claim
+ * window, see ring.c) are moved on the same way; the call then takes 50 ms.  fe_close() does the same for what one handle holds. */
 int fe_reclaim(fe_ring *r, pid_t pid);
 /* 1 if `seq` was flagged failed, 0 if not, negative if seq is not in the ring. */
 int fe_failed(const fe_ring *r, uint64_t seq);

@@ -380,7 +380,11 @@ cdef class Ring:
 
     def reclaim(self, pid: int) -> int:
         """Move on the items a dead process held, flagged failed; return how many."""
-        rc = fe_reclaim(self._h(), pid)
+        cdef fe_ring *r = self._h()
+        cdef _Mapping keep = self._m
+        cdef int cpid = pid
+        with nogil:  # it may wait out the claim window's grace period (50 ms)
+            rc = fe_reclaim(r, cpid)
         _check(rc, self.name, f"reclaim of pid {pid}")
         return rc
 
