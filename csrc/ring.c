@@ -176,6 +176,7 @@ struct fe_ring {
     int64_t spin_cur;  /* adapted: halves when spins end in sleep, grows when they pay */
     uint32_t waits_n;  /* waits begun, to probe with the full budget now and then */
     bool resume;       /* the next wait continues an interrupted one (fe_resume_wait) */
+    bool released;     /* fe_release(): roles and held items let go, no new ones */
     pid_t pid;
     uint32_t hid; /* this handle's id, 24 bits, never 0: tells handles of one process apart */
     unsigned fork_gen;
@@ -831,11 +832,21 @@ out_fd:
 
 static void release_roles(fe_ring *r); /* below */
 
+void fe_release(fe_ring *r)
+{
+    if (!r || r->released)
+        return;
+    release_roles(r);
+    r->producer = false;
+    r->ordered_owned = 0;
+    r->released = true;
+}
+
 void fe_close(fe_ring *r)
 {
     if (!r)
         return;
-    release_roles(r);
+    fe_release(r);
     pthread_mutex_lock(&maps_lock);
     for (struct fe_map **p = &maps; *p; p = &(*p)->next) {
         struct fe_map *m = *p;
@@ -930,6 +941,8 @@ static int become_producer(fe_ring *r)
     refresh_pid(r);
     if (r->producer)
         return 0;
+    if (r->released)
+        return FE_ECLOSED;
     uint64_t replaced;
     int rc = acquire_role(r, &r->h->stage[0].owner, &replaced);
     if (rc)
@@ -1073,8 +1086,8 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
     struct fe_hdr *h = r->h;
     bool resume = r->resume;
     r->resume = false;
-    if (stage < 1 || stage > h->nstages || max_n < 1)
-        return -EINVAL;
+    if (stage < 1 || stage > h->nstages || max_n < 1 || r->released)
+        return r->released ? FE_ECLOSED : -EINVAL;
     if (max_n > h->slots)
         max_n = h->slots;
     refresh_pid(r);

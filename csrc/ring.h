@@ -57,7 +57,7 @@ enum fe_status {
     FE_EBADRING = -10003, /* the segment is not a ring (bad magic or size) */
     FE_EVERSION = -10004, /* the segment is a ring of another layout version */
     FE_ENOTHELD = -10005, /* a sequence that the caller does not hold */
-    FE_ECLOSED = -10006,  /* reserved for bindings: the handle is closed */
+    FE_ECLOSED = -10006,  /* the handle was released (fe_release) or closed */
 };
 
 enum fe_stage_kind {
@@ -91,6 +91,11 @@ typedef struct fe_ring fe_ring;
  * The creator must fe_unlink() the name; fe_close() only unmaps. */
 int fe_create(const char *name, const fe_config *cfg, fe_ring **out);
 int fe_open(const char *name, fe_ring **out);
+/* Lets go of what the handle holds, at once: its roles are freed and the items it
+ * holds move on flagged failed, as a dead process's do under fe_reclaim().  The
+ * mapping stays: pointers into slots stay valid until fe_close().  Afterwards
+ * fe_claim(), fe_end() and fe_take() return FE_ECLOSED; fe_close() releases too. */
+void fe_release(fe_ring *r);
 void fe_close(fe_ring *r);
 int fe_unlink(const char *name);
 

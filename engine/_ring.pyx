@@ -116,13 +116,32 @@ cdef int _check(int rc, str ring, str what) except -1:
         raise ValueError(f"ring {ring}: {fe_strerror(rc).decode()}")
     if rc == -EINVAL:
         raise ValueError(f"ring {ring}: {what}: invalid argument")
+    if rc == FE_ECLOSED:
+        raise ValueError(f"ring {ring}: {what}: ring is closed")
     raise OSError(-rc, f"ring {ring}: {what}: {fe_strerror(rc).decode()}")
 
 
 cdef class _Mapping:
     """Owns the C handle and so the mapping.  Every numpy view holds a reference,
-    as does every wait in flight: the memory goes away only with the last of them."""
+    as does every wait in flight: the memory goes away only with the last of them.
+    What the handle holds (roles, items) is let go sooner, at Ring.close(), or when
+    the last call in flight at that moment returns."""
     cdef fe_ring *r
+    cdef int inflight  # claims and takes of this handle waiting right now
+    cdef bint closing  # Ring.close() was called: release when inflight is 0
+
+    cdef void enter(self) noexcept:
+        self.inflight += 1
+
+    cdef void leave(self) noexcept:
+        self.inflight -= 1
+        if self.closing and self.inflight == 0:
+            fe_release(self.r)
+
+    cdef void close(self) noexcept:
+        self.closing = True
+        if self.inflight == 0:
+            fe_release(self.r)
 
     def __dealloc__(self):
         if self.r is not NULL:
@@ -288,11 +307,18 @@ cdef class Ring:
                 f"ring {self.name}: claim of {n} items: must be 1..{self.slots - self.lookback} "
                 f"(slots - lookback)")
         cn = n
-        while True:
-            with nogil:
-                rc = fe_claim(r, cn, _slice(deadline), &seq)
-            if not _again(r, rc, deadline):
-                break
+        keep.enter()
+        try:
+            while True:
+                with nogil:
+                    rc = fe_claim(r, cn, _slice(deadline), &seq)
+                if not _again(r, rc, deadline):
+                    break
+                if keep.closing:  # closed by another thread: stop at the end of a slice
+                    rc = FE_ECLOSED
+                    break
+        finally:
+            keep.leave()
         if rc < 0:  # messages are built only on failure: this is the per-frame path
             if rc == -EBUSY:
                 raise RuntimeError(f"ring {self.name}: claim of {n}: {_PRODUCER_HELD}")
@@ -345,11 +371,18 @@ cdef class Ring:
         if max_n < 1:
             raise ValueError(f"ring {self.name}: max_n must be at least 1, not {max_n}")
         cdef uint32_t cmax = self.slots if max_n > self.slots else max_n
-        while True:
-            with nogil:
-                rc = fe_take(r, cstage, cmax, _slice(deadline), &seq, &n)
-            if not _again(r, rc, deadline):
-                break
+        keep.enter()
+        try:
+            while True:
+                with nogil:
+                    rc = fe_take(r, cstage, cmax, _slice(deadline), &seq, &n)
+                if not _again(r, rc, deadline):
+                    break
+                if keep.closing:  # closed by another thread: stop at the end of a slice
+                    rc = FE_ECLOSED
+                    break
+        finally:
+            keep.leave()
         if rc < 0:
             if rc == -EBUSY:
                 raise RuntimeError(
@@ -500,7 +533,13 @@ cdef class Ring:
     # ---- lifecycle -------------------------------------------------------
 
     def close(self) -> None:
-        """Detach.  Views handed out stay valid: the mapping goes with the last of them."""
+        """Detach.  The handle's roles (producer, ordered consumer) are freed and the
+        items it holds move on flagged failed at once, as a dead process's do (or,
+        if another thread of this handle is waiting in claim or take, when that
+        wait returns: within half a second).  Views handed out stay valid: the
+        mapping goes with the last of them."""
+        if self._m is not None:
+            self._m.close()
         self._m = None
 
     def unlink(self) -> None:
