@@ -1146,10 +1146,15 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
                      atomic_load_explicit(&st->settles, memory_order_relaxed) != settles0) &&
                     !keep_run(r, stage, c, got))
                     continue; /* we stalled in the window past the grace: the run is gone */
-                /* Took the last items: members asleep waiting for more must see EOF. */
-                uint64_t end = atomic_load_explicit(&h->end_seq, memory_order_seq_cst);
-                if (end != NO_END && (int64_t)(c + got - end) >= 0)
-                    wake(r, stage - 1);
+                /* No wake here when we took the last items: a member asleep for
+                 * more needs none.  It went to sleep, registered, after a re-check
+                 * (take_ready(): c_claim, then end_seq, seq_cst) that found
+                 * neither an item nor the end.  If it read c_claim before our CAS,
+                 * our items were not ready yet at its re-check, and the previous
+                 * stage's wake when it finished them (after its release store)
+                 * wakes it.  If after, it read end_seq before fe_end() stored it
+                 * (seq_cst), and fe_end() then wakes the word of every stage.
+                 * Either wake finds it registered and it re-checks: EOF. */
             } else {
                 /* release: pairs with the acquire in finish_ordered() (a new owner
                  * or a supervisor settles what we took) and in fe_stats() readers */
