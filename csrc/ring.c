@@ -761,8 +761,54 @@ fail_unlink:
     return rc;
 }
 
-int fe_open(const char *name, fe_ring **out)
+/* What is wrong with the header h of a segment of file_bytes, or NULL if it is a
+ * ring this build can map; *rc is FE_EVERSION or FE_EBADRING.  Checked in order,
+ * each check trusting only what the earlier ones established. */
+static const char *header_problem(const struct fe_hdr *h, uint64_t file_bytes, int *rc)
 {
+    *rc = FE_EBADRING;
+    /* acquire: pairs with the release in fe_create(); the header is complete */
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) != FE_MAGIC)
+        return "bad magic: not a frame-engine ring, or one still being created";
+    if (h->version != FE_LAYOUT) {
+        *rc = FE_EVERSION;
+        return "a ring of another layout version (made by another build)";
+    }
+    uint64_t slots = h->slots, stride = h->stride, data_off = h->data_off, page = page_size();
+    uint64_t headers = sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr);
+    if (slots < 2 || (slots & (slots - 1)) || slots > (1u << 30))
+        return "bad geometry: the slot count is not a power of two from 2 to 2^30";
+    if (h->nstages < 1 || h->nstages >= FE_MAX_STAGES)
+        return "bad geometry: the stage count is not 1 to 5";
+    if (h->kinds[0] != FE_PRODUCER)
+        return "bad geometry: stage 0 is not the producer";
+    for (uint32_t k = 1; k <= h->nstages; k++)
+        if (h->kinds[k] != FE_POOL && h->kinds[k] != FE_ORDERED)
+            return "bad geometry: a stage is neither a pool nor ordered";
+    if (h->lookback >= slots)
+        return "bad geometry: the lookback is not below the slot count";
+    if (stride < h->slot_bytes || stride > (UINT64_MAX / 4) / slots ||
+        (stride < CACHE_LINE ? (stride & (stride - 1)) || stride < 8 : stride % CACHE_LINE) ||
+        (stride * slots) % page)
+        return "bad geometry: the slot stride does not fit the slot size or the page size";
+    if (data_off % page || data_off > UINT64_MAX / 4 || data_off < headers)
+        return "bad geometry: the data does not start on a page after the slot headers";
+    if (h->user_bytes > FE_USER_MAX || h->user_off % CACHE_LINE || h->user_off < headers ||
+        h->user_off + h->user_bytes > data_off)
+        return "bad geometry: the user area is not between the slot headers and the data";
+    if (h->total_bytes != data_off + stride * slots)
+        return "bad size: the header's total does not match its geometry";
+    if (h->total_bytes != file_bytes)
+        return "bad size: the segment's size is not the header's total (truncated or grown)";
+    return NULL;
+}
+
+int fe_open_why(const char *name, fe_ring **out, const char **why)
+{
+    const char *unused;
+    if (!why)
+        why = &unused;
+    *why = NULL;
     if (!name || !valid_name(name))
         return -EINVAL;
     char buf[FE_NAME_MAX + 1];
@@ -780,6 +826,7 @@ int fe_open(const char *name, fe_ring **out)
      * raise SIGBUS, so refuse before mapping. */
     if ((uint64_t)st.st_size < sizeof(struct fe_hdr)) {
         rc = FE_EBADRING;
+        *why = "bad size: too small to hold a ring header";
         goto out_fd;
     }
     struct fe_hdr *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
@@ -787,31 +834,10 @@ int fe_open(const char *name, fe_ring **out)
         rc = -errno;
         goto out_fd;
     }
-    /* acquire: pairs with the release in fe_create() */
-    uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-    uint64_t data_off = h->data_off, stride = h->stride, slots = h->slots, page = page_size();
-    rc = 0;
-    if (magic != FE_MAGIC)
-        rc = FE_EBADRING;
-    else if (h->version != FE_LAYOUT)
-        rc = FE_EVERSION;
-    else if (slots < 2 || (slots & (slots - 1)) || slots > (1u << 30) || h->nstages < 1 ||
-             h->nstages >= FE_MAX_STAGES || h->lookback >= slots || stride < h->slot_bytes ||
-             (stride < CACHE_LINE ? stride & (stride - 1) || stride < 8 : stride % CACHE_LINE) ||
-             stride > (UINT64_MAX / 4) / slots || data_off % page ||
-             data_off > UINT64_MAX / 4 ||
-             data_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
-             h->user_bytes > FE_USER_MAX || h->user_off % CACHE_LINE ||
-             h->user_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
-             h->user_off + h->user_bytes > data_off ||
-             (stride * slots) % page || h->total_bytes != data_off + stride * slots ||
-             h->total_bytes != (uint64_t)st.st_size || h->kinds[0] != FE_PRODUCER)
-        rc = FE_EBADRING;
-    for (uint32_t k = 1; rc == 0 && k <= h->nstages; k++)
-        if (h->kinds[k] != FE_POOL && h->kinds[k] != FE_ORDERED)
-            rc = FE_EBADRING;
+    *why = header_problem(h, (uint64_t)st.st_size, &rc);
+    uint64_t data_off = h->data_off, data_bytes = h->stride * h->slots;
     munmap(h, sizeof *h);
-    if (rc)
+    if (*why)
         goto out_fd;
 
     fe_ring *r = new_handle(buf + 1);
@@ -819,16 +845,19 @@ int fe_open(const char *name, fe_ring **out)
         rc = -ENOMEM;
         goto out_fd;
     }
-    if ((rc = map_segment(fd, data_off, stride * slots, r)) != 0) {
+    if ((rc = map_segment(fd, data_off, data_bytes, r)) != 0) {
         free(r);
         goto out_fd;
     }
     init_geometry(r);
     *out = r;
+    rc = 0;
 out_fd:
     close(fd);
     return rc;
 }
+
+int fe_open(const char *name, fe_ring **out) { return fe_open_why(name, out, NULL); }
 
 static void release_roles(fe_ring *r); /* below */
 
@@ -1544,7 +1573,7 @@ const char *fe_strerror(int rc)
     case FE_OK: return "success";
     case FE_EOF: return "end of stream";
     case FE_ABORTED: return "ring aborted";
-    case FE_EBADRING: return "not a frame-engine ring (bad magic or size)";
+    case FE_EBADRING: return "not a frame-engine ring (fe_open_why() says which check failed)";
     case FE_EVERSION: return "a frame-engine ring of another layout version";
     case FE_ENOTHELD: return "sequence not held by the caller";
     case FE_ECLOSED: return "ring is closed";

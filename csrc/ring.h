@@ -54,7 +54,7 @@ enum fe_status {
      * -ENOENT, -EBUSY, ...).  Ours start far above any errno. */
     FE_EOF = -10001,      /* the producer ended the stream and it is drained */
     FE_ABORTED = -10002,  /* fe_abort() was called on the ring */
-    FE_EBADRING = -10003, /* the segment is not a ring (bad magic or size) */
+    FE_EBADRING = -10003, /* the segment is not a ring (fe_open_why() says why) */
     FE_EVERSION = -10004, /* the segment is a ring of another layout version */
     FE_ENOTHELD = -10005, /* a sequence that the caller does not hold */
     FE_ECLOSED = -10006,  /* the handle was released (fe_release) or closed */
@@ -91,6 +91,10 @@ typedef struct fe_ring fe_ring;
  * The creator must fe_unlink() the name; fe_close() only unmaps. */
 int fe_create(const char *name, const fe_config *cfg, fe_ring **out);
 int fe_open(const char *name, fe_ring **out);
+/* fe_open(), and where it returns FE_EBADRING or FE_EVERSION, *why (if why is
+ * not NULL) names the check that failed: bad magic, version, geometry (which
+ * part), size.  Static text; NULL for other codes. */
+int fe_open_why(const char *name, fe_ring **out, const char **why);
 /* Lets go of what the handle holds, at once: its roles are freed and the items it
  * holds move on flagged failed, as a dead process's do under fe_reclaim().  The
  * mapping stays: pointers into slots stay valid until fe_close().  Afterwards

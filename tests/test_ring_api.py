@@ -393,3 +393,34 @@ def test_fe_shm_tag_marks_the_names_a_program_makes(tag, pattern):
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.strip()
     assert re.fullmatch(pattern, name), name
+
+
+def test_errors_are_ring_errors_and_the_builtin_they_mean(make_ring):
+    """One hierarchy: each error is a RingError and the builtin it means, and
+    carries the errno (positive) or the ring's own code (negative)."""
+    import errno
+
+    from engine import RingError
+    from engine._ring import RingBusy, RingEOF, RingInvalid, RingNotFound, RingNotHeld, RingTimeout
+
+    r = make_ring(slots=4, slot_bytes=8, stages=("ordered",))
+    other = Ring.open(r.name)
+    cases = []
+    for call, cls, builtin, code in [
+        (lambda: r.take(1, timeout=0), RingTimeout, TimeoutError, errno.ETIMEDOUT),
+        (lambda: Ring.open("fe-0-nothing"), RingNotFound, FileNotFoundError, errno.ENOENT),
+        (lambda: r.done(1, 0), RingNotHeld, ValueError, -10005),
+        (lambda: r.take(7), RingInvalid, ValueError, errno.EINVAL),
+        (lambda: (r.claim(1), other.claim(1, timeout=0)), RingBusy, RuntimeError, errno.EBUSY),
+        (
+            lambda: (r.publish(0), r.end(), r.take(1), r.done(1, 0), r.take(1)),
+            RingEOF,
+            EOFError,
+            -10001,
+        ),
+    ]:
+        with pytest.raises(builtin) as info:
+            call()
+        cases.append((type(info.value), isinstance(info.value, RingError), info.value.errno))
+        assert cases[-1] == (cls, True, code), info.value
+    other.close()
