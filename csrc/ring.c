@@ -1,43 +1,80 @@
 /*
- * frame-engine ring: implementation.  See ring.h for the contract.
+ * frame-engine ring: implementation.  See ring.h for the interface, os.h for the
+ * operating system beneath.
  *
- * Memory ordering in one paragraph.  An item moves from stage k-1 to stage k
- * through one release store by whoever finished it (the producer's or an
- * ordered stage's cursor c_done, or a pool's per-slot stamp) and one acquire
- * load by whoever takes it; the slot's bytes are readable and writable by the
- * taker after that acquire.  Pool members arbitrate a run with a CAS on the
- * stage's claim cursor; the CAS only decides who owns the run, the data still
- * flows through the stamps.  Sleeping uses a futex word per stage (evt[k], "stage
- * k made progress") and a sleeper count: the waiter registers, reads the word,
- * re-checks its condition and sleeps on the word; the waker publishes, then looks
- * for sleepers.  That store-then-load on both sides is the Dekker pattern and
- * needs sequential consistency between the two sides.  It is asymmetric here: the
- * waker runs on every publish and every done, the waiter only on the way to
- * sleep, so the waiter pays for both.  It puts a seq_cst fence between its store
- * and its load, and then calls membarrier(GLOBAL_EXPEDITED), which runs a full
- * barrier on every CPU running a process registered for it; a registered waker
+ * THE MEMORY-ORDERING CONTRACT.  This is its one full statement; ring.h and the
+ * README point here.  Every atomic operation below that orders something says
+ * what it pairs with.
+ *
+ * Sequences.  Items are numbered by a free-running unsigned 64-bit sequence; item
+ * s lives in slot s & (slots - 1).  Where two sequences may be on either side of
+ * a wrap they are compared by signed difference ((int64_t)(a - b) < 0); 2^64
+ * items never happen in practice (585 years at 10^9 a second), so fe_in_ring()
+ * and the stats compare plainly.
+ *
+ * Handing an item on.  An item moves from stage k-1 to stage k through one
+ * release store by whoever finished it (the frontier of an in-order stage: the
+ * producer's in fe_publish(), an ordered stage's in fe_done(); or, for a pool,
+ * the item's per-slot stamp) and one acquire load by whoever takes it
+ * (finished(), ready_run()); the slot's bytes are readable and writable by the
+ * taker after that acquire, and the producer reuses a slot only after an
+ * acquire of the last stage's release.
+ *
+ * Pools.  Members arbitrate a run with a seq_cst CAS on the stage's next_seq;
+ * the CAS only decides who owns the run, the data still flows through the
+ * stamps.  The winner then records that it holds each item (owner, then
+ * owner_seq with release), for fe_done() and fe_reclaim().
+ *
+ * Roles.  The producer's and an ordered consumer's role is an owner token taken
+ * with a CAS (acquire: the cursors the last owner left) and freed with a release
+ * store.
+ *
+ * End of stream.  fe_end() stores end_seq seq_cst after the last publish; a
+ * consumer's re-check loads next_seq and then end_seq seq_cst, and pool members'
+ * CAS is seq_cst, so the last member to run dry sees the end.
+ *
+ * Sleeping and waking: an asymmetric Dekker handshake.  A futex word per stage
+ * (evt[k], "stage k made progress") and a sleeper count.  The waiter registers
+ * (sleepers += 1), reads the word, re-checks its condition and sleeps on the
+ * word; the waker makes progress (a release store), then looks for sleepers and
+ * bumps the word if any.  A store then a load on both sides: without sequential
+ * consistency between them each side can miss the other's store, and a wake-up
+ * is lost.  The waker runs on every publish and every done, the waiter only on
+ * its way to sleep, so the waiter pays for both: after its registration it puts
+ * a seq_cst fence and then calls membarrier(GLOBAL_EXPEDITED), which runs a full
+ * barrier on every CPU running a process registered for it.  A registered waker
  * (every process that opens a ring registers) then needs only a compiler barrier
- * between its store and its load (a fence there waits for the store to leave the
- * store buffer: a cache-line transfer, on every publish and done).  Where
- * membarrier is not available the waker fences, and a waiter that cannot call it
- * sleeps in short slices if some process that maps the ring wakes without a
- * fence (the header's fenceless flag; see fe_wait(), wake(), init_geometry()).
- * Every process that maps a ring runs this code: the layout version, checked at
- * open, keeps out builds from before the asymmetric handshake, whose wakers
- * fence but whose sleepers do not call membarrier.
+ * between its store and its load (fast_side_barrier(); a fence there waits for
+ * the store to leave the store buffer: a cache-line transfer on every publish
+ * and done).  Where membarrier is not available the waker fences; a waiter that
+ * cannot call membarrier sleeps in 1 ms slices if any process that maps the ring
+ * wakes without a fence (the header's fenceless flag: init_geometry(),
+ * sleep_until()).  tests/c/test_wakeup_race.c catches a waiter without its
+ * membarrier call.  fe_abort() stores its flag and bumps every word seq_cst.
+ *
+ * The claim window, the same handshake the other way round.  A pool member's
+ * records follow its CAS; one killed between the two leaves items owned by
+ * nobody, which fe_reclaim() settles after a grace period (settle_unowned()).
+ * The member (fast side) stores its records, fast_side_barrier(), loads the
+ * stage's settles; the settler (slow side) bumps settles seq_cst, then the
+ * slow-side barrier (fence + membarrier), then reads the records.  Either the
+ * settler sees the records (and leaves the items) or the member sees the bump
+ * and waits for the settling to end to learn whether it lost its run.
+ *
+ * Counters (waits, stalls, failed, and the stats) are relaxed: each value is
+ * exact, a set of them is not a snapshot.  Every process that maps a ring runs
+ * this code: the layout version, checked at open, keeps out builds of another
+ * protocol.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "ring.h"
+#include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <linux/membarrier.h>
-#include <pthread.h>
-#include <signal.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,9 +82,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics in the segment must be lock-free");
@@ -55,9 +89,8 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics in the segment must be
 _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned uint32_t");
 
 #define FE_MAGIC UINT64_C(0x31676e6972656600) /* "\0fering1" */
-#define FE_LAYOUT 2u
+#define FE_LAYOUT 3u /* 3: pool stats from stamps, the claim window's settles */
 #define CACHE_LINE 64
-#define MIN_PAGE 4096u
 #define DEFAULT_SPIN_NS 20000
 #define NO_END UINT64_MAX
 
@@ -83,13 +116,12 @@ void (*fe_test_hook_claimed)(void);
 #define cpu_relax() ((void)0)
 #endif
 
-/* Written by the members of stage k (for stage 0, the producer: the c_ prefix
- * means "this stage's cursor", whoever the stage is).  Two lines: c_done, which
- * the next stage (or the producer) polls, apart from what only this stage
- * writes, so that a claim or a take does not steal the line a waiter is reading
- * (sharing it cost a fifth of the 8-byte throughput). */
+/* Written by the members of stage k (for stage 0, the producer).  Two lines:
+ * the frontier, which the next stage (or the producer) polls, apart from what
+ * only this stage writes, so that a claim or a take does not steal the line a
+ * waiter is reading (sharing it cost a fifth of the 8-byte throughput). */
 struct fe_stage_line {
-    _Atomic uint64_t c_claim; /* next sequence to hand out (stage 0: to claim) */
+    _Atomic uint64_t next_seq; /* the next sequence to hand out (stage 0: to claim) */
     _Atomic uint64_t waits;   /* counters: relaxed, read by anyone for stats */
     _Atomic uint64_t stalls;
     _Atomic uint64_t failed;
@@ -99,9 +131,9 @@ struct fe_stage_line {
     _Atomic uint64_t settles; /* pool: odd while a supervisor settles unowned items
                                  (settle_unowned()), bumped by 2 for each settling */
     _Atomic uint64_t settler; /* pool: the role token of that supervisor, 0 if none */
-    _Alignas(CACHE_LINE) _Atomic uint64_t c_done; /* items finished; for in-order
-                                 stages (producer, ordered) also the frontier:
-                                 every s < c_done is finished */
+    /* In-order stages (the producer, ordered): every s < frontier is finished.
+     * Pools finish out of order and have none: their per-slot stamps say it. */
+    _Alignas(CACHE_LINE) _Atomic uint64_t frontier;
 } __attribute__((aligned(CACHE_LINE)));
 
 /* Futex handshake for those waiting on stage k's progress (stage k+1's members,
@@ -153,7 +185,7 @@ _Static_assert(offsetof(struct fe_hdr, wait) % CACHE_LINE == 0, "wait lines alig
 _Static_assert(offsetof(struct fe_hdr, slots) % CACHE_LINE == 0, "config on its own line");
 
 /* Per-slot header, one cache line.  Only pool stages stamp; in-order stages
- * (the producer and ordered stages) are described by their c_done frontier. */
+ * (the producer and ordered stages) are described by their frontier. */
 struct fe_slot_hdr {
     _Atomic uint64_t stamp[FE_MAX_STAGES - 1]; /* stamp[k-1]: last seq pool stage k finished here */
     _Atomic uint64_t owner_seq;                /* the seq a pool member recorded as held */
@@ -205,75 +237,16 @@ static inline uint64_t hold_token(const fe_ring *r, uint32_t stage)
 static inline pid_t token_pid(uint64_t t) { return (pid_t)(t >> 32); }
 #define HOLD_PID_STAGE_MASK UINT64_C(0xFFFFFFFFFF000000)
 
-static uint64_t page_size(void)
-{
-    long p = sysconf(_SC_PAGESIZE);
-    return p > (long)MIN_PAGE ? (uint64_t)p : MIN_PAGE;
-}
-
 /* now + ns, saturating, so that a huge timeout means "forever", not a wrap. */
 static int64_t deadline_after(int64_t now, int64_t ns)
 {
     return ns < 0 || ns > INT64_MAX - now ? INT64_MAX : now + ns;
 }
 
-static _Atomic unsigned fork_gen;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-/* The mappings of this process, one per segment, shared by its handles: fewer
- * address-space reservations, and ThreadSanitizer (which tracks addresses) sees
- * the synchronisation between threads that use separate handles. */
-struct fe_map {
-    struct fe_map *next;
-    dev_t dev;
-    ino_t ino;
-    void *base;
-    size_t span;
-    unsigned refs;
-};
-static struct fe_map *maps;
-static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Is this process registered for membarrier(GLOBAL_EXPEDITED)?  Then a waiter's
- * membarrier call orders its wakers' store and load, and wake() needs no fence.
- * Relaxed: each thread reads what it set itself or what was set before the
- * thread that uses a ring opened it (pthread_once orders that). */
-static _Atomic bool membarrier_registered;
-static bool membarrier_off; /* FE_NO_MEMBARRIER=1: this process neither registers nor calls it */
-
-static void register_membarrier(void)
-{
-    bool ok = !membarrier_off &&
-              syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
-    atomic_store_explicit(&membarrier_registered, ok, memory_order_relaxed);
-}
-
-/* A full barrier on every CPU that runs a registered process: true if done. */
-static bool membarrier_global(void)
-{
-    return !membarrier_off && syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
-}
-
-static void on_fork_prepare(void) { pthread_mutex_lock(&maps_lock); }
-static void on_fork_parent(void) { pthread_mutex_unlock(&maps_lock); }
-static void on_fork_child(void)
-{
-    pthread_mutex_unlock(&maps_lock);
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
-    /* The kernel keeps the membarrier registration across fork (exec clears it,
-     * and a program exec'd registers when it opens a ring). */
-}
-static void register_fork(void)
-{
-    const char *off = getenv("FE_NO_MEMBARRIER");
-    membarrier_off = off && *off && strcmp(off, "0") != 0;
-    register_membarrier();
-    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
-}
-
 /* A handle used in a forked child acts for the child: its pid and roles change. */
 static void refresh_pid(fe_ring *r)
 {
-    unsigned g = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    unsigned g = os_fork_generation();
     if (__builtin_expect(g != r->fork_gen, 0)) {
         r->fork_gen = g;
         r->pid = getpid();
@@ -282,88 +255,13 @@ static void refresh_pid(fe_ring *r)
     }
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static char proc_state(pid_t pid); /* below */
-
-/* A process that exists and is not a zombie. */
-static bool pid_alive(pid_t pid)
-{
-    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
-        return false;
-    char st = proc_state(pid);
-    return st != 'Z' && st != 'X';
-}
-
-/* Field `want` (>= 3) of /proc/<pid>/stat, as text in buf; NULL if unreadable. */
-static const char *proc_stat_field(pid_t pid, int want, char *buf, size_t size)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    ssize_t n = read(fd, buf, size - 1);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields resume after ')' */
-    if (!p)
-        return NULL;
-    int field = 2;
-    for (; *p && field < want; p++)
-        if (*p == ' ')
-            field++;
-    return *p ? p : NULL;
-}
-
-static uint64_t proc_start_time(pid_t pid)
-{
-    char buf[1024];
-    const char *f = proc_stat_field(pid, 22, buf, sizeof buf);
-    return f ? strtoull(f, NULL, 10) : 0;
-}
-
-static char proc_state(pid_t pid)
-{
-    char buf[1024];
-    const char *f = proc_stat_field(pid, 3, buf, sizeof buf);
-    return f ? f[0] : '?';
-}
-
-static int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
-{
-    struct timespec ts, *tsp = NULL;
-    if (timeout_ns >= 0) {
-        ts.tv_sec = timeout_ns / 1000000000;
-        ts.tv_nsec = timeout_ns % 1000000000;
-        tsp = &ts;
-    }
-    /* Shared futex (no FUTEX_PRIVATE_FLAG): waiters and wakers are in different
-     * processes mapping the same page. */
-    if (syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, tsp, NULL, 0) == 0)
-        return 0;
-    return -errno;
-}
-
-static void futex_wake_all(_Atomic uint32_t *addr)
-{
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
 /* The two sides of an asymmetric Dekker handshake (a store, then a load of what
  * the other side stores).  The fast side, run on every publish, done or claim: a
  * seq_cst fence, or, where this process is registered for membarrier, only a
  * compiler barrier, and the slow side's membarrier call is the fence. */
 static inline void fast_side_barrier(void)
 {
-    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed))
+    if (os_membarrier_registered())
         atomic_signal_fence(memory_order_seq_cst);
     else
         atomic_thread_fence(memory_order_seq_cst);
@@ -380,7 +278,7 @@ static void wake(fe_ring *r, uint32_t k)
     if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
         /* release: a waiter that reads the new word value also sees our progress */
         atomic_fetch_add_explicit(&w->evt, 1, memory_order_release);
-        futex_wake_all(&w->evt);
+        os_futex_wake_all(&w->evt);
     }
 }
 
@@ -388,7 +286,7 @@ static void wake(fe_ring *r, uint32_t k)
 static void wake_unconditionally(fe_ring *r, uint32_t k)
 {
     atomic_fetch_add_explicit(&r->h->wait[k].evt, 1, memory_order_seq_cst);
-    futex_wake_all(&r->h->wait[k].evt);
+    os_futex_wake_all(&r->h->wait[k].evt);
 }
 
 static inline struct fe_slot_hdr *slot_hdr(const fe_ring *r, uint64_t s)
@@ -405,8 +303,8 @@ static inline bool in_order(const fe_ring *r, uint32_t k)
 static inline bool finished(const fe_ring *r, uint32_t k, uint64_t s)
 {
     if (in_order(r, k))
-        /* acquire: pairs with the release store of c_done in fe_publish()/fe_done() */
-        return (int64_t)(s - atomic_load_explicit(&r->h->stage[k].c_done, memory_order_acquire)) < 0;
+        /* acquire: pairs with the release store of frontier in fe_publish()/fe_done() */
+        return (int64_t)(s - atomic_load_explicit(&r->h->stage[k].frontier, memory_order_acquire)) < 0;
     /* acquire: pairs with the release store of the stamp in fe_done()/fe_reclaim() */
     return atomic_load_explicit(&slot_hdr(r, s)->stamp[k - 1], memory_order_acquire) == s;
 }
@@ -416,7 +314,7 @@ static uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint32_t max
 {
     uint32_t u = k - 1;
     if (in_order(r, u)) {
-        uint64_t done = atomic_load_explicit(&r->h->stage[u].c_done, memory_order_acquire);
+        uint64_t done = atomic_load_explicit(&r->h->stage[u].frontier, memory_order_acquire);
         uint64_t avail = (int64_t)(done - c) > 0 ? done - c : 0;
         return avail < max ? (uint32_t)avail : max;
     }
@@ -437,75 +335,72 @@ typedef bool (*cond_fn)(fe_ring *r, uint32_t arg);
 
 #define UNCOVERED_SLICE_NS 1000000 /* a sleeper without membarrier looks again after 1 ms */
 
-/* Wait until cond(r, arg) holds, on stage `on`'s futex word.  Counts stalls and
- * waits against stage `who` (a resumed wait is not a new stall, and does not
- * spin again).  0, -ETIMEDOUT, -EINTR, or another futex error. */
-static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t arg,
-                   int64_t timeout_ns, bool resume)
+/* The spin before a sleep: true if cond(r, arg) came to hold.  Spin briefly: a
+ * handoff between two running processes is ~100 ns.  The budget adapts: where
+ * spins keep ending in sleep (the other side shares our CPU, or is slow),
+ * spinning only burns the CPU it needs; every 64th wait tries the full budget,
+ * in case things changed.  The clock is read after a first round of polls: most
+ * waits between running processes end in it.  *deadline is set either way. */
+static bool spin_until(fe_ring *r, cond_fn cond, uint32_t arg, int64_t timeout_ns, bool resume,
+                       int64_t *deadline)
 {
-    if (cond(r, arg))
-        return 0;
-    struct fe_stage_line *st = &r->h->stage[who];
-    if (!resume)
-        atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed); /* counter */
-    if (timeout_ns == 0)
-        return -ETIMEDOUT;
-
-    /* Spin briefly: a handoff between two running processes is ~100 ns.  The
-     * budget adapts: where spins keep ending in sleep (the other side shares our
-     * CPU, or is slow), spinning only burns the CPU it needs; every 64th wait
-     * tries the full budget, in case things changed.  The clock is read after a
-     * first round of polls: most waits between running processes end in it. */
     int64_t spin = resume ? 0 : (++r->waits_n & 63) == 0 ? r->spin_ns : r->spin_cur;
-    int64_t start = 0, deadline = 0, spin_end = 0;
-    if (spin > 0) {
-        for (;;) {
-            for (int i = 0; i < 64; i++) {
-                cpu_relax();
-                if (cond(r, arg)) {
-                    /* a spin that paid: the other side is running, spin fully again */
-                    r->spin_cur = r->spin_ns;
-                    return 0;
-                }
-            }
-            int64_t now = now_ns();
-            if (start == 0) {
-                start = now;
-                deadline = deadline_after(start, timeout_ns);
-                spin_end = deadline_after(start, spin);
-                if (spin_end > deadline)
-                    spin_end = deadline;
-            }
-            if (now >= spin_end)
-                break;
-        }
-        r->spin_cur = r->spin_cur / 2 < 500 ? 0 : r->spin_cur / 2;
-    } else {
-        start = now_ns();
-        deadline = deadline_after(start, timeout_ns);
+    if (spin <= 0) {
+        *deadline = deadline_after(os_now_ns(), timeout_ns);
+        return false;
     }
+    int64_t spin_end = 0;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            cpu_relax();
+            if (cond(r, arg)) {
+                /* a spin that paid: the other side is running, spin fully again */
+                r->spin_cur = r->spin_ns;
+                return true;
+            }
+        }
+        int64_t now = os_now_ns();
+        if (spin_end == 0) {
+            *deadline = deadline_after(now, timeout_ns);
+            spin_end = deadline_after(now, spin);
+            if (spin_end > *deadline)
+                spin_end = *deadline;
+        }
+        if (now >= spin_end)
+            break;
+    }
+    r->spin_cur = r->spin_cur / 2 < 500 ? 0 : r->spin_cur / 2;
+    return false;
+}
 
+/* The sleep: on stage `on`'s futex word until cond(r, arg) holds or the deadline
+ * passes; sleeps are counted against `st`.  The slow side of the wake-up
+ * handshake whose fast side is wake() (see the top of this file). */
+static int sleep_until(fe_ring *r, uint32_t on, struct fe_stage_line *st, cond_fn cond,
+                       uint32_t arg, int64_t deadline)
+{
     struct fe_wait_line *w = &r->h->wait[on];
     bool slept = false; /* the last futex wait was a slice of an uncovered sleep */
     for (;;) {
+        /* seq_cst: the waiter's store of the handshake */
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
         /* acquire: pairs with the release bump in wake(); read before the re-check,
-         * so a bump after the re-check makes futex_wait return at once */
+         * so a bump after the re-check makes the futex wait return at once */
         uint32_t val = atomic_load_explicit(&w->evt, memory_order_acquire);
         /* seq_cst: pairs with the fence in wake() of an unregistered waker; and
          * membarrier, a full barrier on every CPU that runs a registered waker,
-         * stands for the fence that wake() leaves out (see the top of this file).
-         * Without it, a registered waker's progress may reach us late: sleep in
-         * slices, so that it is seen within one. */
+         * stands for the fence that wake() leaves out.  Without it, a registered
+         * waker's progress may reach us late: sleep in slices, so that it is seen
+         * within one. */
         atomic_thread_fence(memory_order_seq_cst);
         /* seq_cst: after the fence; see init_geometry() */
-        bool covered = membarrier_global() ||
+        bool covered = os_membarrier_global() ||
                        !atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst);
-        if (cond(r, arg)) {
+        if (cond(r, arg)) { /* the waiter's load of the handshake */
             atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
             return 0;
         }
-        int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ns();
+        int64_t left = deadline == INT64_MAX ? -1 : deadline - os_now_ns();
         if (deadline != INT64_MAX && left <= 0) {
             atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
             return -ETIMEDOUT;
@@ -513,9 +408,9 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         if (!covered && (left < 0 || left > UNCOVERED_SLICE_NS))
             left = UNCOVERED_SLICE_NS;
         if (!slept) /* a sleep in slices counts once */
-            atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed); /* counter */
         slept = !covered;
-        int rc = futex_wait(&w->evt, val, left);
+        int rc = os_futex_wait(&w->evt, val, left);
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (cond(r, arg))
             return 0;
@@ -525,6 +420,25 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         if (rc != -ETIMEDOUT)
             slept = false;
     }
+}
+
+/* Wait until cond(r, arg) holds, on stage `on`'s futex word: spin, then sleep.
+ * Counts stalls and waits against stage `who` (a resumed wait is not a new
+ * stall, and does not spin again).  0, -ETIMEDOUT, -EINTR, or another futex error. */
+static int wait_until(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t arg,
+                      int64_t timeout_ns, bool resume)
+{
+    if (cond(r, arg))
+        return 0;
+    struct fe_stage_line *st = &r->h->stage[who];
+    if (!resume)
+        atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed); /* counter */
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    int64_t deadline;
+    if (spin_until(r, cond, arg, timeout_ns, resume, &deadline))
+        return 0;
+    return sleep_until(r, on, st, cond, arg, deadline);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -549,62 +463,29 @@ static int check_config(const fe_config *c)
     return 0;
 }
 
-/* Map header + data, then the data again right after it, so a run that crosses
- * the end of the ring is contiguous in this process's address space.  The first
- * mapping is populated now: page faults are paid at attach, not as jitter in the
- * middle of playback (the mirror faults in lazily: only runs that wrap touch it). */
 static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *r)
 {
-    size_t total = data_off + data_bytes;
-    size_t span = total + data_bytes;
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    pthread_mutex_lock(&maps_lock);
-    struct fe_map *m = maps;
-    while (m && !(m->dev == st.st_dev && m->ino == st.st_ino && m->span == span))
-        m = m->next;
-    if (!m) {
-        void *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        void *a = base == MAP_FAILED ? MAP_FAILED
-                                     : mmap(base, total, PROT_READ | PROT_WRITE,
-                                            MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0);
-        void *b = a == MAP_FAILED ? MAP_FAILED
-                                  : mmap((uint8_t *)base + total, data_bytes,
-                                         PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
-                                         (off_t)data_off);
-        m = b == MAP_FAILED ? NULL : malloc(sizeof *m);
-        if (!m) {
-            int e = b == MAP_FAILED ? errno : ENOMEM;
-            if (base != MAP_FAILED)
-                munmap(base, span);
-            pthread_mutex_unlock(&maps_lock);
-            return -e;
-        }
-        *m = (struct fe_map){.next = maps, .dev = st.st_dev, .ino = st.st_ino, .base = base,
-                             .span = span, .refs = 0};
-        maps = m;
-    }
-    m->refs++;
-    pthread_mutex_unlock(&maps_lock);
-    void *base = m->base;
+    void *base;
+    int rc = os_map_segment(fd, data_off, data_bytes, &base);
+    if (rc)
+        return rc;
     r->h = base;
     r->sh = (struct fe_slot_hdr *)((uint8_t *)base + sizeof(struct fe_hdr));
     r->data = (uint8_t *)base + data_off;
-    r->map_bytes = span;
+    r->map_bytes = data_off + 2 * data_bytes;
     return 0;
 }
 
 static fe_ring *new_handle(const char *name)
 {
     static _Atomic uint32_t next_hid = 1;
-    pthread_once(&fork_once, register_fork);
+    os_init();
     fe_ring *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->spin_ns = r->spin_cur = DEFAULT_SPIN_NS;
-    r->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    r->fork_gen = os_fork_generation();
     r->pid = getpid();
     do
         r->hid = atomic_fetch_add_explicit(&next_hid, 1, memory_order_relaxed) & HID_MASK;
@@ -616,10 +497,10 @@ static void init_geometry(fe_ring *r)
 {
     r->mask = r->h->slots - 1;
     r->stride = r->h->stride;
-    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed)) {
+    if (os_membarrier_registered()) {
         /* seq_cst store and fence, before this process can wake anyone without
          * a fence: a sleeper that cannot call membarrier reads the flag after
-         * its own fence (fe_wait()); if it reads 0, our fence comes after its
+         * its own fence (wait_until()); if it reads 0, our fence comes after its
          * fence, and every later wake of ours sees it registered as a sleeper. */
         atomic_store_explicit(&r->h->fenceless, 1, memory_order_seq_cst);
         atomic_thread_fence(memory_order_seq_cst);
@@ -668,73 +549,69 @@ static const char *name_tag(void)
     return (n >= 1 && n <= 16 && tag[n] == '\0') ? tag : "";
 }
 
-int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
+/* The segment's layout for cfg: its parts' offsets and sizes. */
+struct layout {
+    uint64_t stride, user_off, hdr_bytes, data_bytes, total;
+};
+
+static int plan_layout(const fe_config *cfg, struct layout *l)
+{
+    uint64_t page = os_page_size();
+    l->stride = slot_stride(cfg->slot_bytes, cfg->slots, page);
+    l->user_off = sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr);
+    l->hdr_bytes = round_up(l->user_off + cfg->user_bytes, page);
+    l->data_bytes = l->stride * cfg->slots;
+    if (l->data_bytes / cfg->slots != l->stride || l->hdr_bytes + 2 * l->data_bytes < l->data_bytes)
+        return -EINVAL;
+    l->total = l->hdr_bytes + l->data_bytes;
+    return 0;
+}
+
+/* Create the shm object (named, or "fe-<pid>-<tag><n>" for the first n free) of
+ * `total` bytes, reserved: a full /dev/shm is an error here rather than a SIGBUS
+ * in the middle of a run.  Its "/name" in path (FE_NAME_MAX + 2 bytes); the fd, or
+ * a negated errno (the object is gone again then). */
+static int create_segment(const char *name, uint64_t total, char *path)
 {
     static _Atomic unsigned counter;
-    int rc = check_config(cfg);
-    if (rc)
-        return rc;
-    if (name && !valid_name(name))
-        return -EINVAL;
-
-    uint64_t page = page_size();
-    uint64_t stride = slot_stride(cfg->slot_bytes, cfg->slots, page);
-    uint64_t user_off = sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr);
-    uint64_t hdr_bytes = round_up(user_off + cfg->user_bytes, page);
-    uint64_t data_bytes = stride * cfg->slots;
-    if (data_bytes / cfg->slots != stride || hdr_bytes + 2 * data_bytes < data_bytes)
-        return -EINVAL;
-    uint64_t total = hdr_bytes + data_bytes;
-
-    char buf[FE_NAME_MAX + 2];
     int fd = -1;
     for (int tries = 0; tries < 1000 && fd < 0; tries++) {
         if (name)
-            snprintf(buf, sizeof buf, "/%s", name[0] == '/' ? name + 1 : name);
+            snprintf(path, FE_NAME_MAX + 2, "/%s", name[0] == '/' ? name + 1 : name);
         else
-            snprintf(buf, sizeof buf, "/fe-%d-%s%u", (int)getpid(), name_tag(),
+            snprintf(path, FE_NAME_MAX + 2, "/fe-%d-%s%u", (int)getpid(), name_tag(),
                      atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed));
-        fd = shm_open(buf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && (errno != EEXIST || name))
             return -errno;
     }
     if (fd < 0)
         return -EEXIST;
-
-    fe_ring *r = new_handle(buf + 1);
-    if (!r) {
-        rc = -ENOMEM;
-        goto fail_unlink;
-    }
-    /* posix_fallocate reserves the memory now, so a full /dev/shm is an error
-     * here rather than a SIGBUS in the middle of a run. */
-    if (ftruncate(fd, (off_t)total) != 0) {
-        rc = -errno;
-        goto fail_free;
-    }
-    if ((rc = posix_fallocate(fd, 0, (off_t)total)) != 0) {
-        rc = -rc;
-        goto fail_free;
-    }
-    if ((rc = map_segment(fd, hdr_bytes, data_bytes, r)) != 0)
-        goto fail_free;
+    int rc = ftruncate(fd, (off_t)total) != 0 ? errno : posix_fallocate(fd, 0, (off_t)total);
+    if (rc == 0)
+        return fd;
     close(fd);
-    fd = -1;
+    shm_unlink(path);
+    return -rc;
+}
 
+/* Fill in the header and the slot headers of a new segment; magic last. */
+static void init_header(fe_ring *r, const fe_config *cfg, const struct layout *l)
+{
     struct fe_hdr *h = r->h;
     h->version = FE_LAYOUT;
-    h->hdr_bytes = hdr_bytes;
-    h->total_bytes = total;
+    h->hdr_bytes = l->hdr_bytes;
+    h->total_bytes = l->total;
     h->slots = cfg->slots;
     h->nstages = cfg->nstages;
     h->lookback = cfg->lookback;
-    h->user_off = user_off;
+    h->user_off = l->user_off;
     h->user_bytes = cfg->user_bytes;
     h->creator = getpid();
-    h->creator_start = proc_start_time(h->creator);
+    h->creator_start = os_proc_start_time(h->creator);
     h->slot_bytes = cfg->slot_bytes;
-    h->stride = stride;
-    h->data_off = hdr_bytes;
+    h->stride = l->stride;
+    h->data_off = l->hdr_bytes;
     h->kinds[0] = FE_PRODUCER;
     for (uint32_t i = 0; i < cfg->nstages; i++)
         h->kinds[i + 1] = cfg->kinds[i];
@@ -747,18 +624,35 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
         atomic_init(&r->sh[i].owner_seq, NO_END);
         atomic_init(&r->sh[i].failed_seq, NO_END);
     }
-    /* release: pairs with the acquire in fe_open(); the header is complete */
+    /* release: pairs with the acquire in header_problem(); the header is complete */
     atomic_store_explicit(&h->magic, FE_MAGIC, memory_order_release);
+}
+
+int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
+{
+    struct layout l;
+    int rc = check_config(cfg);
+    if (rc == 0 && name && !valid_name(name))
+        rc = -EINVAL;
+    if (rc == 0)
+        rc = plan_layout(cfg, &l);
+    if (rc)
+        return rc;
+    char path[FE_NAME_MAX + 2];
+    int fd = create_segment(name, l.total, path);
+    if (fd < 0)
+        return fd;
+    fe_ring *r = new_handle(path + 1);
+    rc = r ? map_segment(fd, l.hdr_bytes, l.data_bytes, r) : -ENOMEM;
+    close(fd);
+    if (rc) {
+        free(r);
+        shm_unlink(path);
+        return rc;
+    }
+    init_header(r, cfg, &l);
     *out = r;
     return 0;
-
-fail_free:
-    free(r);
-fail_unlink:
-    if (fd >= 0)
-        close(fd);
-    shm_unlink(buf);
-    return rc;
 }
 
 /* What is wrong with the header h of a segment of file_bytes, or NULL if it is a
@@ -774,7 +668,7 @@ static const char *header_problem(const struct fe_hdr *h, uint64_t file_bytes, i
         *rc = FE_EVERSION;
         return "a ring of another layout version (made by another build)";
     }
-    uint64_t slots = h->slots, stride = h->stride, data_off = h->data_off, page = page_size();
+    uint64_t slots = h->slots, stride = h->stride, data_off = h->data_off, page = os_page_size();
     uint64_t headers = sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr);
     if (slots < 2 || (slots & (slots - 1)) || slots > (1u << 30))
         return "bad geometry: the slot count is not a power of two from 2 to 2^30";
@@ -876,19 +770,7 @@ void fe_close(fe_ring *r)
     if (!r)
         return;
     fe_release(r);
-    pthread_mutex_lock(&maps_lock);
-    for (struct fe_map **p = &maps; *p; p = &(*p)->next) {
-        struct fe_map *m = *p;
-        if (m->base == (void *)r->h) {
-            if (--m->refs == 0) {
-                munmap(m->base, m->span);
-                *p = m->next;
-                free(m);
-            }
-            break;
-        }
-    }
-    pthread_mutex_unlock(&maps_lock);
+    os_unmap_segment(r->h);
     free(r);
 }
 
@@ -933,7 +815,7 @@ int fe_in_ring(const fe_ring *r, uint64_t seq)
 {
     /* acquire: pairs with the release in fe_claim(); sequences never wrap in
      * practice (2^64 items), so plain comparison is right here */
-    uint64_t head = atomic_load_explicit(&r->h->stage[0].c_claim, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(&r->h->stage[0].next_seq, memory_order_acquire);
     return seq < head && head - seq <= r->h->slots;
 }
 
@@ -954,7 +836,7 @@ static int acquire_role(fe_ring *r, _Atomic uint64_t *owner, uint64_t *replaced)
         if (cur == me)
             return 0;
         if (cur == RECLAIMING ||
-            (cur != 0 && (token_pid(cur) == r->pid || pid_alive(token_pid(cur)))))
+            (cur != 0 && (token_pid(cur) == r->pid || os_pid_alive(token_pid(cur)))))
             return -EBUSY; /* another handle, here or in a live process */
         /* acq_rel: as the load above; the release side orders nothing we wrote */
         if (atomic_compare_exchange_weak_explicit(owner, &cur, me, memory_order_acq_rel,
@@ -980,10 +862,10 @@ static int become_producer(fe_ring *r)
      * abandoned, and claiming starts again after the last published item. */
     struct fe_stage_line *p = &r->h->stage[0];
     /* acquire: pairs with the release in fe_publish() of any earlier producer */
-    r->p_pub = atomic_load_explicit(&p->c_done, memory_order_acquire);
+    r->p_pub = atomic_load_explicit(&p->frontier, memory_order_acquire);
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring() */
-    atomic_store_explicit(&p->c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&p->next_seq, r->p_head, memory_order_release);
     /* Every item claimed so far left room for itself, so everything before
      * p_pub - slots is finished by the last stage (unsigned: wraps harmlessly). */
     r->p_free = r->p_pub - r->h->slots;
@@ -998,9 +880,9 @@ static uint64_t producer_frontier(fe_ring *r)
 {
     uint32_t last = r->h->nstages;
     if (in_order(r, last)) {
-        /* acquire: pairs with the release of c_done in fe_done(); the slots
+        /* acquire: pairs with the release of frontier in fe_done(); the slots
          * before it are free for writing */
-        r->p_free = atomic_load_explicit(&r->h->stage[last].c_done, memory_order_acquire);
+        r->p_free = atomic_load_explicit(&r->h->stage[last].frontier, memory_order_acquire);
     } else {
         /* Pool members finish out of order: walk the stamps from the cached
          * frontier; each acquire (in finished()) pairs with the release in fe_done(). */
@@ -1034,7 +916,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     /* relaxed: only this producer stores end_seq */
     if (atomic_load_explicit(&r->h->end_seq, memory_order_relaxed) != NO_END)
         return -EPIPE;
-    rc = fe_wait(r, r->h->nstages, 0, claim_ready, n, timeout_ns, resume);
+    rc = wait_until(r, r->h->nstages, 0, claim_ready, n, timeout_ns, resume);
     if (rc)
         return rc;
     if (aborted(r))
@@ -1042,7 +924,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     *seq = r->p_head;
     r->p_head += n;
     /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
-    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
     return 0;
 }
 
@@ -1054,7 +936,7 @@ int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)
     r->p_pub += n;
     /* release: pairs with the acquire in finished()/ready_run() of stage 1;
      * the slots' bytes are visible to whoever takes these items */
-    atomic_store_explicit(&r->h->stage[0].c_done, r->p_pub, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].frontier, r->p_pub, memory_order_release);
     wake(r, 0);
     return 0;
 }
@@ -1066,7 +948,7 @@ int fe_end(fe_ring *r)
         return rc;
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring() */
-    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
     /* seq_cst: ordered against the pool members' claim CAS and their EOF checks
      * in fe_take()/take_ready(), so the last member to run dry sees the end */
     atomic_store_explicit(&r->h->end_seq, r->p_pub, memory_order_seq_cst);
@@ -1082,7 +964,7 @@ int fe_abandon(fe_ring *r)
         return FE_ENOTHELD;
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring(); those slots are free again */
-    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
     return 0;
 }
 
@@ -1098,7 +980,7 @@ static bool take_ready(fe_ring *r, uint32_t k)
 {
     /* seq_cst, both loads: this re-check is one side of the EOF handshake with
      * fe_end() and with a peer's claim CAS in fe_take() */
-    uint64_t c = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_seq_cst);
+    uint64_t c = atomic_load_explicit(&r->h->stage[k].next_seq, memory_order_seq_cst);
     if (ready_run(r, k, c, 1))
         return true;
     uint64_t end = atomic_load_explicit(&r->h->end_seq, memory_order_seq_cst);
@@ -1108,6 +990,71 @@ static bool take_ready(fe_ring *r, uint32_t k)
 static int finish_ordered(fe_ring *r, uint32_t k);
 static bool keep_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got);
 static void flag_failed(fe_ring *r, uint64_t s);
+
+/* An ordered stage's consumer: this handle owns the role, or takes it (free, or
+ * held by a dead process, whose items it then settles). */
+static int own_ordered(fe_ring *r, uint32_t k)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    /* relaxed: a supervisor that reclaimed our role (meant for a dead pid) left 0 */
+    if ((r->ordered_owned & (1u << k)) &&
+        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r))
+        r->ordered_owned &= ~(1u << k);
+    if (r->ordered_owned & (1u << k))
+        return 0;
+    uint64_t replaced;
+    int rc = acquire_role(r, &st->owner, &replaced);
+    if (rc)
+        return rc;
+    if (replaced)
+        finish_ordered(r, k); /* the previous owner died holding items */
+    r->ordered_owned |= 1u << k;
+    return 0;
+}
+
+/* A pool member takes the run [c, c + got) that it found ready: true if it is
+ * now its, false if another member took it first (or it was lost in the claim
+ * window).  The CAS arbitrates; then the member records, item by item, that it
+ * holds the run (for fe_done() and fe_reclaim()). */
+static bool take_pool_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    /* Before the CAS: a settling whose scan (after its grace) could reach our run
+     * began before our claim, so it bumps settles after this load.  acquire:
+     * pairs with the release bump at its end. */
+    uint64_t settles0 = atomic_load_explicit(&st->settles, memory_order_acquire);
+    /* seq_cst: arbitrates the run among members, and is ordered against fe_end()'s
+     * store so that EOF is never missed */
+    if (!atomic_compare_exchange_strong_explicit(&st->next_seq, &c, c + got,
+                                                 memory_order_seq_cst, memory_order_seq_cst))
+        return false;
+    TEST_HOOK(fe_test_hook_claimed);
+    /* The token first, then owner_seq with release: pairs with the acquire of
+     * owner_seq in pool_holds()/reclaim_pool()/unowned(), which then see this
+     * token (or a later one). */
+    uint64_t tok = hold_token(r, k);
+    for (uint32_t i = 0; i < got; i++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, c + i);
+        atomic_store_explicit(&sh->owner, tok, memory_order_relaxed);
+        atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
+    }
+    /* The claim window: did a supervisor settle the run as unowned meanwhile?  Our
+     * records, then this load: the fast side of the handshake whose slow side is
+     * settle_unowned() (bump settles, slow-side barrier, read the records).  Either
+     * it sees our records or we see its bump. */
+    fast_side_barrier();
+    if ((settles0 & 1) || atomic_load_explicit(&st->settles, memory_order_relaxed) != settles0)
+        return keep_run(r, k, c, got);
+    /* No wake here when we took the last items: a member asleep for more needs
+     * none.  It went to sleep, registered, after a re-check (take_ready():
+     * next_seq, then end_seq, seq_cst) that found neither an item nor the end.  If
+     * it read next_seq before our CAS, our items were not ready yet at its
+     * re-check, and the previous stage's wake when it finished them (after its
+     * release store) wakes it.  If after, it read end_seq before fe_end() stored
+     * it (seq_cst), and fe_end() then wakes the word of every stage.  Either wake
+     * finds it registered and it re-checks: EOF. */
+    return true;
+}
 
 int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
             uint32_t *n)
@@ -1122,73 +1069,25 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
     refresh_pid(r);
     struct fe_stage_line *st = &h->stage[stage];
     bool pool = h->kinds[stage] == FE_POOL;
-    /* relaxed: a supervisor that reclaimed our role (meant for a dead pid) left 0 */
-    if (!pool && (r->ordered_owned & (1u << stage)) &&
-        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r))
-        r->ordered_owned &= ~(1u << stage);
-    if (!pool && !(r->ordered_owned & (1u << stage))) {
-        uint64_t replaced;
-        int rc = acquire_role(r, &st->owner, &replaced);
+    if (!pool) {
+        int rc = own_ordered(r, stage);
         if (rc)
             return rc;
-        if (replaced)
-            finish_ordered(r, stage); /* the previous owner died holding items */
-        r->ordered_owned |= 1u << stage;
     }
     int64_t deadline = 0; /* set at the first wait: a take that finds items reads no clock */
     for (;;) {
         if (aborted(r))
             return FE_ABORTED;
         /* seq_cst: see take_ready() */
-        uint64_t c = atomic_load_explicit(&st->c_claim, memory_order_seq_cst);
+        uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_seq_cst);
         uint32_t got = ready_run(r, stage, c, max_n);
+        if (got && pool && !take_pool_run(r, stage, c, got))
+            continue; /* lost the race: look again */
         if (got) {
-            if (pool) {
-                /* Before the CAS: a settling whose scan (after its grace) could
-                 * reach our run began before our claim, so it bumps settles after
-                 * this load.  acquire: pairs with the release bump at its end. */
-                uint64_t settles0 = atomic_load_explicit(&st->settles, memory_order_acquire);
-                /* seq_cst: arbitrates the run among members, and is ordered
-                 * against fe_end()'s store so that EOF is never missed */
-                if (!atomic_compare_exchange_strong_explicit(&st->c_claim, &c, c + got,
-                                                             memory_order_seq_cst,
-                                                             memory_order_seq_cst))
-                    continue;
-                TEST_HOOK(fe_test_hook_claimed);
-                /* Record who holds the run, for fe_done() and fe_reclaim().  The
-                 * token first, then owner_seq with release: pairs with the
-                 * acquire of owner_seq in pool_holds()/reclaim_pool(), which then
-                 * see this token (or a later one). */
-                uint64_t tok = hold_token(r, stage);
-                for (uint32_t i = 0; i < got; i++) {
-                    struct fe_slot_hdr *sh = slot_hdr(r, c + i);
-                    atomic_store_explicit(&sh->owner, tok, memory_order_relaxed);
-                    atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
-                }
-                /* The claim window: did a supervisor settle the run as unowned
-                 * meanwhile?  Our records, then this load: the other side of the
-                 * handshake in settle_unowned(), which bumps settles, then
-                 * (membarrier) reads the records.  Either it sees our records or
-                 * we see its bump: the fast-side barrier, as in wake(). */
-                fast_side_barrier();
-                if (((settles0 & 1) ||
-                     atomic_load_explicit(&st->settles, memory_order_relaxed) != settles0) &&
-                    !keep_run(r, stage, c, got))
-                    continue; /* we stalled in the window past the grace: the run is gone */
-                /* No wake here when we took the last items: a member asleep for
-                 * more needs none.  It went to sleep, registered, after a re-check
-                 * (take_ready(): c_claim, then end_seq, seq_cst) that found
-                 * neither an item nor the end.  If it read c_claim before our CAS,
-                 * our items were not ready yet at its re-check, and the previous
-                 * stage's wake when it finished them (after its release store)
-                 * wakes it.  If after, it read end_seq before fe_end() stored it
-                 * (seq_cst), and fe_end() then wakes the word of every stage.
-                 * Either wake finds it registered and it re-checks: EOF. */
-            } else {
+            if (!pool)
                 /* release: pairs with the acquire in finish_ordered() (a new owner
-                 * or a supervisor settles what we took) and in fe_stats() readers */
-                atomic_store_explicit(&st->c_claim, c + got, memory_order_release);
-            }
+                 * or a supervisor settles what we took) */
+                atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
             *seq = c;
             *n = got;
             return 0;
@@ -1200,14 +1099,14 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
          * for what is left of its timeout. */
         int64_t left = timeout_ns;
         if (timeout_ns > 0) {
-            int64_t now = now_ns();
+            int64_t now = os_now_ns();
             if (deadline == 0)
                 deadline = deadline_after(now, timeout_ns);
             left = deadline - now;
             if (left <= 0)
                 return -ETIMEDOUT;
         }
-        int rc = fe_wait(r, stage - 1, stage, take_ready, stage, left, resume);
+        int rc = wait_until(r, stage - 1, stage, take_ready, stage, left, resume);
         if (rc)
             return rc;
         resume = true; /* a lost race waits on as part of the same wait */
@@ -1218,8 +1117,8 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
 static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s)
 {
     struct fe_slot_hdr *sh = slot_hdr(r, s);
-    /* acquire loads: pair with the releases in fe_take() (c_claim CAS, owner_seq) */
-    uint64_t claim = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_acquire);
+    /* acquire loads: pair with the releases in fe_take() (next_seq CAS, owner_seq) */
+    uint64_t claim = atomic_load_explicit(&r->h->stage[k].next_seq, memory_order_acquire);
     return (int64_t)(s - claim) < 0 && claim - s <= r->h->slots && !finished(r, k, s) &&
            finished(r, k - 1, s) &&
            atomic_load_explicit(&sh->owner_seq, memory_order_acquire) == s &&
@@ -1235,13 +1134,13 @@ int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
     struct fe_stage_line *st = &h->stage[stage];
     if (h->kinds[stage] == FE_ORDERED) {
         /* relaxed: only the role's owner (this handle, checked below) writes them */
-        uint64_t done = atomic_load_explicit(&st->c_done, memory_order_relaxed);
-        uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
+        uint64_t done = atomic_load_explicit(&st->frontier, memory_order_relaxed);
+        uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
         if (!(r->ordered_owned & (1u << stage)) || seq != done || n > claim - done)
             return FE_ENOTHELD;
         /* release: pairs with the acquire in finished()/ready_run() of the next
          * stage (or the producer); we are done with the slot's bytes */
-        atomic_store_explicit(&st->c_done, done + n, memory_order_release);
+        atomic_store_explicit(&st->frontier, done + n, memory_order_release);
     } else {
         for (uint32_t i = 0; i < n; i++)
             if (!pool_holds(r, stage, seq + i))
@@ -1250,8 +1149,8 @@ int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
             /* release: pairs with the acquire in finished() of the next stage or the producer */
             atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[stage - 1], seq + i,
                                   memory_order_release);
-        /* counter: relaxed */
-        atomic_fetch_add_explicit(&st->c_done, n, memory_order_relaxed);
+        /* No counter of finished items here: a shared line written by every
+         * member on every batch.  fe_stats() counts them from the stamps. */
     }
     wake(r, stage);
     return 0;
@@ -1261,13 +1160,13 @@ uint64_t fe_ready(const fe_ring *r, uint32_t stage)
 {
     if (stage < 1 || stage > r->h->nstages)
         return 0;
-    uint64_t c = atomic_load_explicit(&r->h->stage[stage].c_claim, memory_order_acquire);
+    uint64_t c = atomic_load_explicit(&r->h->stage[stage].next_seq, memory_order_acquire);
     return ready_run(r, stage, c, r->h->slots);
 }
 
 /* ---- supervisor --------------------------------------------------------- */
 
-/* relaxed: made visible by the release (stamp or c_done) that moves s on */
+/* relaxed: made visible by the release (stamp or frontier) that moves s on */
 static void flag_failed(fe_ring *r, uint64_t s)
 {
     atomic_store_explicit(&slot_hdr(r, s)->failed_seq, s, memory_order_relaxed);
@@ -1280,14 +1179,14 @@ static int finish_ordered(fe_ring *r, uint32_t k)
 {
     struct fe_stage_line *st = &r->h->stage[k];
     /* acquire: pairs with the release stores in fe_take()/fe_done() of the dead owner */
-    uint64_t done = atomic_load_explicit(&st->c_done, memory_order_acquire);
-    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t done = atomic_load_explicit(&st->frontier, memory_order_acquire);
+    uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     if (done == claim)
         return 0;
     for (uint64_t s = done; s != claim; s++)
         flag_failed(r, s);
     /* release: the failed flags and the items move on to the next stage */
-    atomic_store_explicit(&st->c_done, claim, memory_order_release);
+    atomic_store_explicit(&st->frontier, claim, memory_order_release);
     atomic_fetch_add_explicit(&st->failed, claim - done, memory_order_relaxed); /* counter */
     wake(r, k);
     return (int)(claim - done);
@@ -1299,7 +1198,7 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
 {
     struct fe_hdr *h = r->h;
     struct fe_stage_line *st = &h->stage[k];
-    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     int64_t count = 0;
     /* Only the last `slots` items handed out can still be held at stage k. */
     for (uint64_t s = claim - h->slots; s != claim; s++) {
@@ -1323,7 +1222,6 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
             count++;
     }
     if (count) {
-        atomic_fetch_add_explicit(&st->c_done, (uint64_t)count, memory_order_relaxed); /* counter */
         atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed);
         wake(r, k);
     }
@@ -1332,7 +1230,7 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
 
 /* ---- the claim window ----------------------------------------------------
  *
- * A pool member claims a run with a CAS on c_claim and then records, item by
+ * A pool member claims a run with a CAS on next_seq and then records, item by
  * item, that it holds them (owner, owner_seq).  One killed between the two
  * leaves items that are claimed and owned by nobody: fe_reclaim(pid) cannot find
  * them by pid.  So fe_reclaim() also settles the items of every pool stage that
@@ -1345,13 +1243,6 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
 #define SETTLE_GRACE_NS 50000000 /* 50 ms: far beyond the window's nanoseconds */
 #define SETTLER_LOOK_NS 10000000 /* a waiter looks whether a settler died every 10 ms */
 
-static void sleep_ns(int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* The slow side of the handshake whose fast side is fast_side_barrier(). */
 static void slow_side_barrier(fe_ring *r)
 {
@@ -1359,8 +1250,8 @@ static void slow_side_barrier(fe_ring *r)
     /* Where membarrier is refused and some process stores without a fence, wait
      * for its store buffer to drain: a best effort, as the sleeper's slices are. */
     /* seq_cst: after the fence; see init_geometry() */
-    if (!membarrier_global() && atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst))
-        sleep_ns(UNCOVERED_SLICE_NS);
+    if (!os_membarrier_global() && atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst))
+        os_sleep_ns(UNCOVERED_SLICE_NS);
 }
 
 /* Is item s of pool stage k claimed, unfinished and owned by nobody?  *stamp is
@@ -1380,13 +1271,13 @@ static int64_t settle_unowned(fe_ring *r, uint32_t k)
 {
     struct fe_hdr *h = r->h;
     struct fe_stage_line *st = &h->stage[k];
-    uint64_t stamp, before = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t stamp, before = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     bool any = false;
     for (uint64_t s = before - h->slots; s != before && !any; s++)
         any = unowned(r, k, s, &stamp);
     if (!any)
         return 0;
-    sleep_ns(SETTLE_GRACE_NS);
+    os_sleep_ns(SETTLE_GRACE_NS);
     uint64_t none = 0, me = role_token(r);
     /* acq_rel: one supervisor settles a stage at a time; another skips it */
     if (!atomic_compare_exchange_strong_explicit(&st->settler, &none, me, memory_order_acq_rel,
@@ -1396,7 +1287,7 @@ static int64_t settle_unowned(fe_ring *r, uint32_t k)
      * the handshake in fe_take() (records, fast-side barrier, load of settles) */
     atomic_fetch_add_explicit(&st->settles, 1, memory_order_seq_cst); /* odd: settling */
     slow_side_barrier(r);
-    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     uint64_t from = (int64_t)(before - (claim - h->slots)) > 0 ? claim - h->slots : before;
     int64_t count = 0;
     for (uint64_t s = from; s != before; s++) {
@@ -1425,13 +1316,13 @@ static int64_t settle_unowned(fe_ring *r, uint32_t k)
 static void wait_settled(fe_ring *r, uint32_t k)
 {
     struct fe_stage_line *st = &r->h->stage[k];
-    int64_t look = now_ns() + SETTLER_LOOK_NS;
+    int64_t look = os_now_ns() + SETTLER_LOOK_NS;
     /* acquire: pairs with the release bump at the end of settle_unowned() */
     for (uint64_t g; (g = atomic_load_explicit(&st->settles, memory_order_acquire)) & 1;) {
-        if (now_ns() >= look) {
-            look = now_ns() + SETTLER_LOOK_NS;
+        if (os_now_ns() >= look) {
+            look = os_now_ns() + SETTLER_LOOK_NS;
             uint64_t who = atomic_load_explicit(&st->settler, memory_order_relaxed);
-            if (who != 0 && who != RECLAIMING && !pid_alive(token_pid(who)) &&
+            if (who != 0 && who != RECLAIMING && !os_pid_alive(token_pid(who)) &&
                 atomic_compare_exchange_strong_explicit(&st->settler, &who, RECLAIMING,
                                                         memory_order_acq_rel,
                                                         memory_order_relaxed)) {
@@ -1480,7 +1371,7 @@ int fe_reclaim(fe_ring *r, pid_t pid)
     struct fe_hdr *h = r->h;
     if (pid <= 0)
         return -EINVAL;
-    if (pid_alive(pid))
+    if (os_pid_alive(pid))
         return -EBUSY; /* its items are still being worked on */
     int64_t total = 0;
     for (uint32_t k = 1; k <= h->nstages; k++) {
@@ -1498,7 +1389,7 @@ int fe_reclaim(fe_ring *r, pid_t pid)
                                                      memory_order_acq_rel, memory_order_relaxed))
             continue;
         total += finish_ordered(r, k);
-        /* release: pairs with the acquire in acquire_role(); a new owner sees c_done */
+        /* release: pairs with the acquire in acquire_role(); a new owner sees frontier */
         atomic_store_explicit(&st->owner, 0, memory_order_release);
     }
     /* A dead producer's role becomes free. */
@@ -1527,7 +1418,7 @@ static void release_roles(fe_ring *r)
     }
     if (r->producer) {
         /* claimed, unpublished items are abandoned; release: pairs with fe_in_ring() */
-        atomic_store_explicit(&h->stage[0].c_claim, r->p_pub, memory_order_release);
+        atomic_store_explicit(&h->stage[0].next_seq, r->p_pub, memory_order_release);
         uint64_t me = role_token(r);
         atomic_compare_exchange_strong_explicit(&h->stage[0].owner, &me, 0, memory_order_release,
                                                 memory_order_relaxed);
@@ -1559,8 +1450,18 @@ int fe_stats(const fe_ring *r, uint32_t stage, fe_stage_stats *out)
         return -EINVAL;
     /* counters: relaxed; each value is exact, the set is not a snapshot */
     const struct fe_stage_line *st = &r->h->stage[stage];
-    out->items = atomic_load_explicit(&st->c_done, memory_order_relaxed);
-    out->taken = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
+    if (in_order(r, stage)) {
+        out->items = atomic_load_explicit(&st->frontier, memory_order_relaxed);
+    } else {
+        /* A pool: what it handed out, less what of the last `slots` handed out
+         * is not finished yet (every earlier item is: its slot was reused). */
+        uint64_t next = atomic_load_explicit(&st->next_seq, memory_order_relaxed), open = 0;
+        for (uint64_t s = next - r->h->slots; s != next; s++)
+            open += atomic_load_explicit(&slot_hdr(r, s)->stamp[stage - 1],
+                                         memory_order_relaxed) != s;
+        out->items = next - open;
+    }
+    out->taken = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
     out->waits = atomic_load_explicit(&st->waits, memory_order_relaxed);
     out->stalls = atomic_load_explicit(&st->stalls, memory_order_relaxed);
     out->failed = atomic_load_explicit(&st->failed, memory_order_relaxed);

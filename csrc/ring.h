@@ -3,8 +3,7 @@
  * pre-allocated slots, sequenced by 64-bit counters.
  *
  * Items are numbered by a free-running unsigned 64-bit sequence, the first item
- * of a ring 0; item s lives in slot (s & (slots - 1)).  Sequences are compared
- * only by unsigned difference, so wrap-around never matters.
+ * of a ring 0; item s lives in slot (s & (slots - 1)).
  *
  * Stage 0 is the producer (claim, publish, end).  Stages 1..n are consumers,
  * each either a POOL (every item to exactly one member, members may finish out
@@ -21,12 +20,10 @@
  * consecutive items is one strided block of memory: fe_slot(r, s) + i * stride
  * is item s + i, even across the end of the ring.
  *
- * Waking a sleeper costs a publish or a done no fence: a process that creates or
- * opens a ring registers for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), and a
- * waiter about to sleep calls it (a few microseconds, on the way to a futex
- * sleep).  With FE_NO_MEMBARRIER=1 in its environment, or where the kernel
- * refuses membarrier, a process fences on every wake, and its sleepers look
- * again every millisecond while another process maps the ring that does not.
+ * What a take makes visible: the slot's bytes as the previous stage left them,
+ * from fe_take()'s return until fe_done().  How (release/acquire hand-offs, the
+ * membarrier-based wake-up handshake, FE_NO_MEMBARRIER=1): the memory-ordering
+ * contract at the top of ring.c, its one full statement.
  *
  * A handle (fe_ring) is process-local and must be used by one thread at a time
  * for each role; open one handle per thread.  Handles do not survive fork():

@@ -106,7 +106,7 @@ def shm_files():
 def test_segments_that_are_not_rings_are_refused_by_name_never_a_crash(make_ring, shm_files):
     ring = make_ring(slots=8, slot_bytes=4096, stages=("pool", "ordered"), user_bytes=64)
     hdr = header_bytes(ring)
-    assert hdr >= 64 and hdr % 64 == 0  # 1408 in layout 2: 22 cache lines
+    assert hdr >= 64 and hdr % 64 == 0  # 1408 in layouts 2 and 3: 22 cache lines
     with open(f"{SHM}/{ring.name}", "rb") as f:
         image = f.read()
     (version,) = struct.unpack_from("<I", image, VERSION_AT)
