@@ -149,7 +149,7 @@ static void stopped_in_window_loses_run(void)
 int main(void)
 {
     test_watchdog(30);
-    killed_in_window();
-    stopped_in_window_loses_run();
+    RUN_SCENARIO(killed_in_window);
+    RUN_SCENARIO(stopped_in_window_loses_run);
     return TEST_PASS;
 }
