@@ -27,7 +27,6 @@
 /* ---- process set-up: membarrier and fork -------------------------------- */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static _Atomic unsigned fork_gen;
 _Atomic bool os_membarrier_registered_;
 static bool membarrier_off; /* FE_NO_MEMBARRIER=1: this process neither registers nor calls it */
 
@@ -56,7 +55,6 @@ static void on_fork_parent(void) { pthread_mutex_unlock(&maps_lock); }
 static void on_fork_child(void)
 {
     pthread_mutex_unlock(&maps_lock);
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
     /* The kernel keeps the membarrier registration across fork (exec clears it,
      * and a program exec'd registers when it opens a ring). */
 }
@@ -74,10 +72,6 @@ static void init(void)
 
 void os_init(void) { pthread_once(&init_once, init); }
 
-unsigned os_fork_generation(void)
-{
-    return atomic_load_explicit(&fork_gen, memory_order_relaxed);
-}
 
 /* ---- futex -------------------------------------------------------------- */
 

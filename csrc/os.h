@@ -27,9 +27,6 @@ static inline bool os_membarrier_registered(void)
 /* A full barrier on every CPU that runs a registered process: true if done. */
 bool os_membarrier_global(void);
 
-/* Bumped in a child after fork(): handles compare it to notice they were forked. */
-unsigned os_fork_generation(void);
-
 /* Futexes shared between processes (no FUTEX_PRIVATE_FLAG).  os_futex_wait:
  * 0, or a negated errno (-EAGAIN: the word moved; -ETIMEDOUT; -EINTR). */
 int os_futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns);

@@ -44,7 +44,7 @@
  * a seq_cst fence and then calls membarrier(GLOBAL_EXPEDITED), which runs a full
  * barrier on every CPU running a process registered for it.  A registered waker
  * (every process that opens a ring registers) then needs only a compiler barrier
- * between its store and its load (fast_side_barrier(); a fence there waits for
+ * between its store and its load (fast_side_barrier(r); a fence there waits for
  * the store to leave the store buffer: a cache-line transfer on every publish
  * and done).  Where membarrier is not available the waker fences; a waiter that
  * cannot call membarrier sleeps in 1 ms slices if any process that maps the ring
@@ -74,6 +74,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -107,6 +108,10 @@ void (*fe_test_hook_claimed)(void);
 #else
 #define TEST_HOOK(h) ((void)0)
 #endif
+
+/* The slow path of a call whose fast path is inline: kept out of line, so that
+ * the fast path does not pay for its stack frame. */
+#define SLOW_PATH __attribute__((noinline, cold))
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -175,7 +180,12 @@ struct fe_hdr {
     uint64_t user_off; /* the application area: after the slot headers */
     uint32_t user_bytes;
     uint32_t pad4_;
-    uint8_t kinds[FE_MAX_STAGES]; /* kinds[0] = FE_PRODUCER */
+    uint8_t kinds[FE_MAX_STAGES];
+    bool fenceless_wake; /* this process is registered for membarrier: wake() needs no fence */
+    /* after[k]: the frontier of stage k-1 where that stage is in order, else NULL;
+     * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
+     * ready checks. */
+    _Atomic uint64_t *after[FE_MAX_STAGES + 1]; /* kinds[0] = FE_PRODUCER */
 } __attribute__((aligned(CACHE_LINE)));
 
 _Static_assert(offsetof(struct fe_hdr, end_seq) % CACHE_LINE == 0, "control on its own line");
@@ -211,9 +221,20 @@ struct fe_ring {
     bool released;     /* fe_release(): roles and held items let go, no new ones */
     pid_t pid;
     uint32_t hid; /* this handle's id, 24 bits, never 0: tells handles of one process apart */
-    unsigned fork_gen;
+    uint64_t token; /* role token: pid << 32 | hid */
+    struct fe_ring *next_handle; /* this process's handles (fork_child()) */
+    /* The header's configuration, copied at attach: the fast paths read the
+     * handle, not the segment. */
+    uint32_t slots, lookback, nstages, claim_max; /* claim_max: slots - lookback */
+    uint8_t kinds[FE_MAX_STAGES];
+    bool fenceless_wake; /* this process is registered for membarrier: wake() needs no fence */
+    /* after[k]: the frontier of stage k-1 where that stage is in order, else NULL;
+     * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
+     * ready checks. */
+    _Atomic uint64_t *after[FE_MAX_STAGES + 1];
     /* producer */
     bool producer;
+    bool claim_fast;  /* the last claim succeeded: the producer, the stream not ended */
     uint64_t p_head; /* next to claim */
     uint64_t p_pub;  /* next to publish */
     uint64_t p_free; /* every s < p_free is finished by the last stage */
@@ -229,10 +250,10 @@ struct fe_ring {
 
 /* Role token (producer, ordered consumer) and hold token (a pool member's
  * record on a slot).  fe_reclaim(pid) matches the pid part. */
-static inline uint64_t role_token(const fe_ring *r) { return (uint64_t)(uint32_t)r->pid << 32 | r->hid; }
+static inline uint64_t role_token(const fe_ring *r) { return r->token; }
 static inline uint64_t hold_token(const fe_ring *r, uint32_t stage)
 {
-    return (uint64_t)(uint32_t)r->pid << 32 | (uint64_t)stage << 24 | r->hid;
+    return r->token | (uint64_t)stage << 24;
 }
 static inline pid_t token_pid(uint64_t t) { return (pid_t)(t >> 32); }
 #define HOLD_PID_STAGE_MASK UINT64_C(0xFFFFFFFFFF000000)
@@ -243,25 +264,13 @@ static int64_t deadline_after(int64_t now, int64_t ns)
     return ns < 0 || ns > INT64_MAX - now ? INT64_MAX : now + ns;
 }
 
-/* A handle used in a forked child acts for the child: its pid and roles change. */
-static void refresh_pid(fe_ring *r)
-{
-    unsigned g = os_fork_generation();
-    if (__builtin_expect(g != r->fork_gen, 0)) {
-        r->fork_gen = g;
-        r->pid = getpid();
-        r->producer = false;
-        r->ordered_owned = 0;
-    }
-}
-
 /* The two sides of an asymmetric Dekker handshake (a store, then a load of what
  * the other side stores).  The fast side, run on every publish, done or claim: a
  * seq_cst fence, or, where this process is registered for membarrier, only a
  * compiler barrier, and the slow side's membarrier call is the fence. */
-static inline void fast_side_barrier(void)
+static inline void fast_side_barrier(const fe_ring *r)
 {
-    if (os_membarrier_registered())
+    if (r->fenceless_wake)
         atomic_signal_fence(memory_order_seq_cst);
     else
         atomic_thread_fence(memory_order_seq_cst);
@@ -274,7 +283,7 @@ static void wake(fe_ring *r, uint32_t k)
     struct fe_wait_line *w = &r->h->wait[k];
     /* Between our progress and this load: either the waiter's re-check sees our
      * progress, or we see its registration here and bump the word. */
-    fast_side_barrier();
+    fast_side_barrier(r);
     if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
         /* release: a waiter that reads the new word value also sees our progress */
         atomic_fetch_add_explicit(&w->evt, 1, memory_order_release);
@@ -296,7 +305,7 @@ static inline struct fe_slot_hdr *slot_hdr(const fe_ring *r, uint64_t s)
 
 static inline bool in_order(const fe_ring *r, uint32_t k)
 {
-    return r->h->kinds[k] != FE_POOL;
+    return r->kinds[k] != FE_POOL;
 }
 
 /* Has stage k finished item s?  Valid while s is still in the ring. */
@@ -310,18 +319,26 @@ static inline bool finished(const fe_ring *r, uint32_t k, uint64_t s)
 }
 
 /* How many consecutive items from c (at most max) has stage k-1 finished? */
-static uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint32_t max)
+/* How many consecutive items from c (at most max) has pool stage u finished? */
+static inline __attribute__((always_inline)) uint32_t ready_after_pool(const fe_ring *r, uint32_t u,
+                                                           uint64_t c, uint32_t max)
 {
-    uint32_t u = k - 1;
-    if (in_order(r, u)) {
-        uint64_t done = atomic_load_explicit(&r->h->stage[u].frontier, memory_order_acquire);
-        uint64_t avail = (int64_t)(done - c) > 0 ? done - c : 0;
-        return avail < max ? (uint32_t)avail : max;
-    }
     uint32_t n = 0;
     while (n < max && finished(r, u, c + n))
         n++;
     return n;
+}
+
+/* How many consecutive items from c (at most max) has stage k-1 finished? */
+static inline uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint32_t max)
+{
+    uint32_t u = k - 1;
+    if (!in_order(r, u))
+        return ready_after_pool(r, u, c, max);
+    /* acquire: pairs with the release store of frontier in fe_publish()/fe_done() */
+    uint64_t done = atomic_load_explicit(&r->h->stage[u].frontier, memory_order_acquire);
+    uint64_t avail = (int64_t)(done - c) > 0 ? done - c : 0;
+    return avail < max ? (uint32_t)avail : max;
 }
 
 static inline bool aborted(const fe_ring *r)
@@ -476,27 +493,78 @@ static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *
     return 0;
 }
 
+/* The handles of this process.  A handle used in a forked child acts for the
+ * child: its pid and token change and it holds no role.  The fork hook does that
+ * for every handle, so that no call pays for a check. */
+static fe_ring *handles;
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t handles_once = PTHREAD_ONCE_INIT;
+
+static void set_pid(fe_ring *r, pid_t pid)
+{
+    r->pid = pid;
+    r->token = (uint64_t)(uint32_t)pid << 32 | r->hid;
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&handles_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&handles_lock); }
+static void fork_child(void)
+{
+    pid_t pid = getpid();
+    for (fe_ring *r = handles; r; r = r->next_handle) {
+        set_pid(r, pid);
+        r->producer = false;
+        r->claim_fast = false;
+        r->ordered_owned = 0;
+    }
+    pthread_mutex_unlock(&handles_lock);
+}
+static void handles_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 static fe_ring *new_handle(const char *name)
 {
     static _Atomic uint32_t next_hid = 1;
     os_init();
+    pthread_once(&handles_once, handles_init);
     fe_ring *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->spin_ns = r->spin_cur = DEFAULT_SPIN_NS;
-    r->fork_gen = os_fork_generation();
-    r->pid = getpid();
     do
         r->hid = atomic_fetch_add_explicit(&next_hid, 1, memory_order_relaxed) & HID_MASK;
     while (r->hid == 0);
+    pthread_mutex_lock(&handles_lock);
+    set_pid(r, getpid());
+    r->next_handle = handles;
+    handles = r;
+    pthread_mutex_unlock(&handles_lock);
     return r;
+}
+
+static void forget_handle(fe_ring *r)
+{
+    pthread_mutex_lock(&handles_lock);
+    for (fe_ring **p = &handles; *p; p = &(*p)->next_handle)
+        if (*p == r) {
+            *p = r->next_handle;
+            break;
+        }
+    pthread_mutex_unlock(&handles_lock);
 }
 
 static void init_geometry(fe_ring *r)
 {
     r->mask = r->h->slots - 1;
     r->stride = r->h->stride;
+    r->slots = r->h->slots;
+    r->lookback = r->h->lookback;
+    r->nstages = r->h->nstages;
+    r->claim_max = r->slots - r->lookback;
+    memcpy(r->kinds, r->h->kinds, sizeof r->kinds);
+    for (uint32_t k = 1; k <= r->nstages + 1; k++)
+        r->after[k] = r->kinds[k - 1] != FE_POOL ? &r->h->stage[k - 1].frontier : NULL;
+    r->fenceless_wake = os_membarrier_registered();
     if (os_membarrier_registered()) {
         /* seq_cst store and fence, before this process can wake anyone without
          * a fence: a sleeper that cannot call membarrier reads the flag after
@@ -646,6 +714,7 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
     rc = r ? map_segment(fd, l.hdr_bytes, l.data_bytes, r) : -ENOMEM;
     close(fd);
     if (rc) {
+        forget_handle(r);
         free(r);
         shm_unlink(path);
         return rc;
@@ -740,6 +809,7 @@ int fe_open_why(const char *name, fe_ring **out, const char **why)
         goto out_fd;
     }
     if ((rc = map_segment(fd, data_off, data_bytes, r)) != 0) {
+        forget_handle(r);
         free(r);
         goto out_fd;
     }
@@ -761,6 +831,7 @@ void fe_release(fe_ring *r)
         return;
     release_roles(r);
     r->producer = false;
+    r->claim_fast = false;
     r->ordered_owned = 0;
     r->released = true;
 }
@@ -771,6 +842,7 @@ void fe_close(fe_ring *r)
         return;
     fe_release(r);
     os_unmap_segment(r->h);
+    forget_handle(r);
     free(r);
 }
 
@@ -849,7 +921,6 @@ static int acquire_role(fe_ring *r, _Atomic uint64_t *owner, uint64_t *replaced)
 
 static int become_producer(fe_ring *r)
 {
-    refresh_pid(r);
     if (r->producer)
         return 0;
     if (r->released)
@@ -875,34 +946,41 @@ static int become_producer(fe_ring *r)
 
 /* ---- producer ----------------------------------------------------------- */
 
+/* Pool members finish out of order: walk the stamps from the cached frontier;
+ * each acquire (in finished()) pairs with the release in done_pool(). */
+static inline __attribute__((always_inline)) uint64_t frontier_after_pool(fe_ring *r, uint32_t last)
+{
+    while (r->p_free != r->p_pub && finished(r, last, r->p_free))
+        r->p_free++;
+    return r->p_free;
+}
+
 /* Advance p_free, the frontier of what the last stage finished. */
 static uint64_t producer_frontier(fe_ring *r)
 {
-    uint32_t last = r->h->nstages;
+    uint32_t last = r->nstages;
     if (in_order(r, last)) {
         /* acquire: pairs with the release of frontier in fe_done(); the slots
          * before it are free for writing */
         r->p_free = atomic_load_explicit(&r->h->stage[last].frontier, memory_order_acquire);
-    } else {
-        /* Pool members finish out of order: walk the stamps from the cached
-         * frontier; each acquire (in finished()) pairs with the release in fe_done(). */
-        while (r->p_free != r->p_pub && finished(r, last, r->p_free))
-            r->p_free++;
+        return r->p_free;
     }
-    return r->p_free;
+    return frontier_after_pool(r, last);
 }
 
 static bool claim_ready(fe_ring *r, uint32_t n)
 {
     if (aborted(r))
         return true;
-    uint64_t need = r->p_head + n + r->h->lookback; /* the run, plus the items kept behind it */
-    if (need - r->p_free <= r->h->slots)
+    uint64_t need = r->p_head + n + r->lookback; /* the run, plus the items kept behind it */
+    if (need - r->p_free <= r->slots)
         return true;
-    return need - producer_frontier(r) <= r->h->slots;
+    return need - producer_frontier(r) <= r->slots;
 }
 
-int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
+/* fe_claim() when the fast path cannot: the first claim, one that must wait, an
+ * abort, the end of the stream. */
+SLOW_PATH static int claim_slow(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
 {
     bool resume = r->resume;
     r->resume = false;
@@ -925,13 +1003,36 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     r->p_head += n;
     /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
     atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
+    r->claim_fast = true;
     return 0;
+}
+
+int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
+{
+    /* The fast path: this handle claimed last time (it is the producer and the
+     * stream goes on), and there is room by the cached frontier or by the last
+     * stage's read now (producer_frontier(): acquire). */
+    if (__builtin_expect(r->claim_fast && !r->resume && n - 1 < r->claim_max, 1)) {
+        uint64_t need = r->p_head + n + r->lookback;
+        _Atomic uint64_t *last = r->after[r->nstages + 1];
+        if (need - r->p_free > r->slots && last)
+            /* acquire: pairs with the release of the last stage's frontier in
+             * fe_done(); the slots before it are free for writing */
+            r->p_free = atomic_load_explicit(last, memory_order_acquire);
+        if (need - r->p_free <= r->slots && !aborted(r)) {
+            *seq = r->p_head;
+            r->p_head += n;
+            /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
+            atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
+            return 0;
+        }
+    }
+    return claim_slow(r, n, timeout_ns, seq); /* and a last stage that is a pool */
 }
 
 int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)
 {
-    refresh_pid(r);
-    if (!r->producer || seq != r->p_pub || n < 1 || n > r->p_head - r->p_pub)
+    if (!r->producer || seq != r->p_pub || n - 1 >= r->p_head - r->p_pub)
         return FE_ENOTHELD;
     r->p_pub += n;
     /* release: pairs with the acquire in finished()/ready_run() of stage 1;
@@ -946,6 +1047,7 @@ int fe_end(fe_ring *r)
     int rc = become_producer(r);
     if (rc)
         return rc;
+    r->claim_fast = false;
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring() */
     atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
@@ -959,7 +1061,6 @@ int fe_end(fe_ring *r)
 
 int fe_abandon(fe_ring *r)
 {
-    refresh_pid(r);
     if (!r->producer)
         return FE_ENOTHELD;
     r->p_head = r->p_pub;
@@ -1042,7 +1143,7 @@ static bool take_pool_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got)
      * records, then this load: the fast side of the handshake whose slow side is
      * settle_unowned() (bump settles, slow-side barrier, read the records).  Either
      * it sees our records or we see its bump. */
-    fast_side_barrier();
+    fast_side_barrier(r);
     if ((settles0 & 1) || atomic_load_explicit(&st->settles, memory_order_relaxed) != settles0)
         return keep_run(r, k, c, got);
     /* No wake here when we took the last items: a member asleep for more needs
@@ -1056,8 +1157,10 @@ static bool take_pool_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got)
     return true;
 }
 
-int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
-            uint32_t *n)
+/* fe_take() when the fast path cannot: a pool, the first take of an ordered
+ * stage, one that must wait, an abort, the end of the stream. */
+SLOW_PATH static int take_slow(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns,
+                     uint64_t *seq, uint32_t *n)
 {
     struct fe_hdr *h = r->h;
     bool resume = r->resume;
@@ -1066,7 +1169,6 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
         return r->released ? FE_ECLOSED : -EINVAL;
     if (max_n > h->slots)
         max_n = h->slots;
-    refresh_pid(r);
     struct fe_stage_line *st = &h->stage[stage];
     bool pool = h->kinds[stage] == FE_POOL;
     if (!pool) {
@@ -1113,47 +1215,102 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
     }
 }
 
-/* Does this handle hold item s at pool stage k? */
-static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s)
+int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
+            uint32_t *n)
 {
-    struct fe_slot_hdr *sh = slot_hdr(r, s);
-    /* acquire loads: pair with the releases in fe_take() (next_seq CAS, owner_seq) */
+    /* The fast path: an ordered stage this handle owns (its role token still in
+     * place: a supervisor has not taken it over), after an in-order stage, with
+     * items ready now. */
+    _Atomic uint64_t *prev;
+    if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1) && !r->resume &&
+                             (prev = r->after[stage]) != NULL,
+                         1)) {
+        struct fe_stage_line *st = &r->h->stage[stage];
+        /* relaxed: only this handle, the role's owner, writes next_seq */
+        uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
+        /* acquire: pairs with the release of the previous stage's frontier in
+         * fe_publish()/fe_done(); the slots' bytes are ours to read and write */
+        uint64_t avail = atomic_load_explicit(prev, memory_order_acquire) - c;
+        uint32_t got = avail < max_n ? (uint32_t)avail : max_n;
+        /* relaxed: the owner check as in own_ordered() */
+        if (got && atomic_load_explicit(&st->owner, memory_order_relaxed) == r->token &&
+            !aborted(r)) {
+            /* release: pairs with the acquire in finish_ordered() (a new owner or
+             * a supervisor settles what we took) */
+            atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
+            *seq = c;
+            *n = got;
+            return 0;
+        }
+    }
+    return take_slow(r, stage, max_n, timeout_ns, seq, n);
+}
+
+/* Does this handle hold the items [s, s + n) of pool stage k?  Handed out (in
+ * the last `slots` of next_seq), not finished, and recorded as held by us:
+ * only the claimer of an item records it, after the previous stage finished it. */
+static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s, uint32_t n)
+{
+    /* acquire: pairs with the release of next_seq (the CAS in take_pool_run()) */
     uint64_t claim = atomic_load_explicit(&r->h->stage[k].next_seq, memory_order_acquire);
-    return (int64_t)(s - claim) < 0 && claim - s <= r->h->slots && !finished(r, k, s) &&
-           finished(r, k - 1, s) &&
-           atomic_load_explicit(&sh->owner_seq, memory_order_acquire) == s &&
-           atomic_load_explicit(&sh->owner, memory_order_relaxed) == hold_token(r, k);
+    if ((int64_t)(s + n - claim) > 0 || claim - s > r->slots)
+        return false;
+    uint64_t tok = hold_token(r, k);
+    for (uint32_t i = 0; i < n; i++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, s + i);
+        /* acquire: pairs with the release of owner_seq in take_pool_run(), so the
+         * token read after it is the one recorded with it (or a later one) */
+        if (atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s + i ||
+            atomic_load_explicit(&sh->owner, memory_order_relaxed) != tok ||
+            /* relaxed: our own stamp, or a supervisor's release of it (settled) */
+            atomic_load_explicit(&sh->stamp[k - 1], memory_order_relaxed) == s + i)
+            return false;
+    }
+    return true;
+}
+
+/* fe_done() of a pool member: a stamp for each item. */
+__attribute__((noinline)) static int done_pool(fe_ring *r, uint32_t k, uint64_t seq,
+                                               uint32_t n)
+{
+    if (!pool_holds(r, k, seq, n))
+        return FE_ENOTHELD;
+    for (uint32_t i = 0; i < n; i++)
+        /* release: pairs with the acquire in finished() of the next stage or the producer */
+        atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[k - 1], seq + i, memory_order_release);
+    /* No counter of finished items here: a shared line written by every member
+     * on every batch.  fe_stats() counts them from the stamps. */
+    wake(r, k);
+    return 0;
+}
+
+/* fe_done() when the fast path cannot: a pool, or a call to refuse. */
+SLOW_PATH static int done_slow(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
+{
+    if (stage - 1 >= r->nstages || n - 1 >= r->slots)
+        return -EINVAL;
+    if (r->kinds[stage] == FE_ORDERED)
+        return FE_ENOTHELD; /* not the owner, or not the next items it holds */
+    return done_pool(r, stage, seq, n);
 }
 
 int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
 {
-    struct fe_hdr *h = r->h;
-    if (stage < 1 || stage > h->nstages || n < 1 || n > h->slots)
-        return -EINVAL;
-    refresh_pid(r);
-    struct fe_stage_line *st = &h->stage[stage];
-    if (h->kinds[stage] == FE_ORDERED) {
-        /* relaxed: only the role's owner (this handle, checked below) writes them */
+    /* The fast path: an ordered stage this handle owns, finishing in order. */
+    if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1), 1)) {
+        struct fe_stage_line *st = &r->h->stage[stage];
+        /* relaxed: only this handle, the role's owner, writes them */
         uint64_t done = atomic_load_explicit(&st->frontier, memory_order_relaxed);
         uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
-        if (!(r->ordered_owned & (1u << stage)) || seq != done || n > claim - done)
-            return FE_ENOTHELD;
-        /* release: pairs with the acquire in finished()/ready_run() of the next
-         * stage (or the producer); we are done with the slot's bytes */
-        atomic_store_explicit(&st->frontier, done + n, memory_order_release);
-    } else {
-        for (uint32_t i = 0; i < n; i++)
-            if (!pool_holds(r, stage, seq + i))
-                return FE_ENOTHELD;
-        for (uint32_t i = 0; i < n; i++)
-            /* release: pairs with the acquire in finished() of the next stage or the producer */
-            atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[stage - 1], seq + i,
-                                  memory_order_release);
-        /* No counter of finished items here: a shared line written by every
-         * member on every batch.  fe_stats() counts them from the stamps. */
+        if (__builtin_expect(seq == done && n - 1 < claim - done, 1)) {
+            /* release: pairs with the acquire in finished()/ready_run() of the
+             * next stage (or the producer); we are done with the slot's bytes */
+            atomic_store_explicit(&st->frontier, done + n, memory_order_release);
+            wake(r, stage);
+            return 0;
+        }
     }
-    wake(r, stage);
-    return 0;
+    return done_slow(r, stage, seq, n);
 }
 
 uint64_t fe_ready(const fe_ring *r, uint32_t stage)
@@ -1403,7 +1560,6 @@ int fe_reclaim(fe_ring *r, pid_t pid)
 /* At close: what this handle holds moves on flagged failed, and its roles are free. */
 static void release_roles(fe_ring *r)
 {
-    refresh_pid(r);
     struct fe_hdr *h = r->h;
     for (uint32_t k = 1; k <= h->nstages; k++) {
         if (h->kinds[k] == FE_POOL) {
