@@ -185,7 +185,8 @@ struct fe_hdr {
     /* after[k]: the frontier of stage k-1 where that stage is in order, else NULL;
      * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
      * ready checks. */
-    _Atomic uint64_t *after[FE_MAX_STAGES + 1]; /* kinds[0] = FE_PRODUCER */
+    _Atomic uint64_t *after[FE_MAX_STAGES + 1];
+    _Atomic uint64_t *after_last; /* after[nstages + 1] */ /* kinds[0] = FE_PRODUCER */
 } __attribute__((aligned(CACHE_LINE)));
 
 _Static_assert(offsetof(struct fe_hdr, end_seq) % CACHE_LINE == 0, "control on its own line");
@@ -232,6 +233,7 @@ struct fe_ring {
      * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
      * ready checks. */
     _Atomic uint64_t *after[FE_MAX_STAGES + 1];
+    _Atomic uint64_t *after_last; /* after[nstages + 1] */
     /* producer */
     bool producer;
     bool claim_fast;  /* the last claim succeeded: the producer, the stream not ended */
@@ -564,6 +566,7 @@ static void init_geometry(fe_ring *r)
     memcpy(r->kinds, r->h->kinds, sizeof r->kinds);
     for (uint32_t k = 1; k <= r->nstages + 1; k++)
         r->after[k] = r->kinds[k - 1] != FE_POOL ? &r->h->stage[k - 1].frontier : NULL;
+    r->after_last = r->after[r->nstages + 1];
     r->fenceless_wake = os_membarrier_registered();
     if (os_membarrier_registered()) {
         /* seq_cst store and fence, before this process can wake anyone without
@@ -1014,7 +1017,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
      * stage's read now (producer_frontier(): acquire). */
     if (__builtin_expect(r->claim_fast && !r->resume && n - 1 < r->claim_max, 1)) {
         uint64_t need = r->p_head + n + r->lookback;
-        _Atomic uint64_t *last = r->after[r->nstages + 1];
+        _Atomic uint64_t *last = r->after_last;
         if (need - r->p_free > r->slots && last)
             /* acquire: pairs with the release of the last stage's frontier in
              * fe_done(); the slots before it are free for writing */
@@ -1220,27 +1223,29 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
 {
     /* The fast path: an ordered stage this handle owns (its role token still in
      * place: a supervisor has not taken it over), after an in-order stage, with
-     * items ready now. */
-    _Atomic uint64_t *prev;
+     * items ready now.  (Written in the order that needs the fewest registers:
+     * the six arguments stay live for the slow path.) */
     if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1) && !r->resume &&
-                             (prev = r->after[stage]) != NULL,
+                             r->after[stage] && !aborted(r),
                          1)) {
         struct fe_stage_line *st = &r->h->stage[stage];
-        /* relaxed: only this handle, the role's owner, writes next_seq */
-        uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
-        /* acquire: pairs with the release of the previous stage's frontier in
-         * fe_publish()/fe_done(); the slots' bytes are ours to read and write */
-        uint64_t avail = atomic_load_explicit(prev, memory_order_acquire) - c;
-        uint32_t got = avail < max_n ? (uint32_t)avail : max_n;
         /* relaxed: the owner check as in own_ordered() */
-        if (got && atomic_load_explicit(&st->owner, memory_order_relaxed) == r->token &&
-            !aborted(r)) {
-            /* release: pairs with the acquire in finish_ordered() (a new owner or
-             * a supervisor settles what we took) */
-            atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
-            *seq = c;
-            *n = got;
-            return 0;
+        if (__builtin_expect(atomic_load_explicit(&st->owner, memory_order_relaxed) == r->token,
+                             1)) {
+            /* relaxed: only this handle, the role's owner, writes next_seq */
+            uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
+            /* acquire: pairs with the release of the previous stage's frontier in
+             * fe_publish()/fe_done(); the slots' bytes are ours to read and write */
+            uint64_t avail = atomic_load_explicit(r->after[stage], memory_order_acquire) - c;
+            uint32_t got = avail < max_n ? (uint32_t)avail : max_n;
+            if (__builtin_expect(got != 0, 1)) {
+                /* release: pairs with the acquire in finish_ordered() (a new owner
+                 * or a supervisor settles what we took) */
+                atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
+                *seq = c;
+                *n = got;
+                return 0;
+            }
         }
     }
     return take_slow(r, stage, max_n, timeout_ns, seq, n);
