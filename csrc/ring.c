@@ -180,13 +180,7 @@ struct fe_hdr {
     uint64_t user_off; /* the application area: after the slot headers */
     uint32_t user_bytes;
     uint32_t pad4_;
-    uint8_t kinds[FE_MAX_STAGES];
-    bool fenceless_wake; /* this process is registered for membarrier: wake() needs no fence */
-    /* after[k]: the frontier of stage k-1 where that stage is in order, else NULL;
-     * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
-     * ready checks. */
-    _Atomic uint64_t *after[FE_MAX_STAGES + 1];
-    _Atomic uint64_t *after_last; /* after[nstages + 1] */ /* kinds[0] = FE_PRODUCER */
+    uint8_t kinds[FE_MAX_STAGES]; /* kinds[0] = FE_PRODUCER */
 } __attribute__((aligned(CACHE_LINE)));
 
 _Static_assert(offsetof(struct fe_hdr, end_seq) % CACHE_LINE == 0, "control on its own line");
@@ -194,6 +188,7 @@ _Static_assert(offsetof(struct fe_hdr, stage) % CACHE_LINE == 0, "stage lines al
 _Static_assert(sizeof(struct fe_stage_line) == 2 * CACHE_LINE, "two lines per stage");
 _Static_assert(offsetof(struct fe_hdr, wait) % CACHE_LINE == 0, "wait lines aligned");
 _Static_assert(offsetof(struct fe_hdr, slots) % CACHE_LINE == 0, "config on its own line");
+_Static_assert(sizeof(struct fe_hdr) == 22 * CACHE_LINE, "the header of layouts 2 and 3");
 
 /* Per-slot header, one cache line.  Only pool stages stamp; in-order stages
  * (the producer and ordered stages) are described by their frontier. */
