@@ -100,6 +100,7 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned
 #ifdef FE_TEST_HOOKS
 #include "ring_test_hooks.h"
 void (*fe_test_hook_claimed)(void);
+void (*fe_test_hook_settling)(void);
 #define TEST_HOOK(h) \
     do { \
         if (h) \
@@ -1424,6 +1425,36 @@ static bool unowned(const fe_ring *r, uint32_t k, uint64_t s, uint64_t *stamp)
            atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s;
 }
 
+/* A settler that died half-way (settles odd) has its settling ended for it: the
+ * caller holds the settler role, in its place.  release: as the settler's own
+ * end would (pairs with the acquire in fe_take() and wait_settled()). */
+static void end_dead_settling(struct fe_stage_line *st)
+{
+    /* relaxed: the role's holder alone changes settles now */
+    if (atomic_load_explicit(&st->settles, memory_order_relaxed) & 1)
+        atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
+}
+
+/* Become the settler of pool stage k: the role is free, or its holder is dead.
+ * false if another live supervisor holds it. */
+static bool become_settler(fe_ring *r, struct fe_stage_line *st)
+{
+    uint64_t me = role_token(r);
+    /* acquire: pairs with the release that freed the role (settles is even) */
+    uint64_t who = atomic_load_explicit(&st->settler, memory_order_acquire);
+    for (;;) {
+        if (who != 0 && (who == RECLAIMING || os_pid_alive(token_pid(who))))
+            return false;
+        /* acq_rel: as the load above */
+        if (atomic_compare_exchange_weak_explicit(&st->settler, &who, me, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    if (who != 0)
+        end_dead_settling(st);
+    return true;
+}
+
 static int64_t settle_unowned(fe_ring *r, uint32_t k)
 {
     struct fe_hdr *h = r->h;
@@ -1435,14 +1466,12 @@ static int64_t settle_unowned(fe_ring *r, uint32_t k)
     if (!any)
         return 0;
     os_sleep_ns(SETTLE_GRACE_NS);
-    uint64_t none = 0, me = role_token(r);
-    /* acq_rel: one supervisor settles a stage at a time; another skips it */
-    if (!atomic_compare_exchange_strong_explicit(&st->settler, &none, me, memory_order_acq_rel,
-                                                 memory_order_relaxed))
-        return 0;
+    if (!become_settler(r, st))
+        return 0; /* another supervisor settles this stage now */
     /* seq_cst, then the slow-side barrier, then the records: the other side of
      * the handshake in fe_take() (records, fast-side barrier, load of settles) */
     atomic_fetch_add_explicit(&st->settles, 1, memory_order_seq_cst); /* odd: settling */
+    TEST_HOOK(fe_test_hook_settling);
     slow_side_barrier(r);
     uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     uint64_t from = (int64_t)(before - (claim - h->slots)) > 0 ? claim - h->slots : before;
@@ -1460,7 +1489,8 @@ static int64_t settle_unowned(fe_ring *r, uint32_t k)
     /* release: pairs with the acquire in fe_take() and wait_settled(); our stamps
      * are visible to a member that sees settles even again */
     atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
-    atomic_store_explicit(&st->settler, 0, memory_order_relaxed);
+    /* release: a later settler that takes the role over sees settles even */
+    atomic_store_explicit(&st->settler, 0, memory_order_release);
     if (count) {
         atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed); /* counter */
         wake(r, k);
@@ -1478,14 +1508,15 @@ static void wait_settled(fe_ring *r, uint32_t k)
     for (uint64_t g; (g = atomic_load_explicit(&st->settles, memory_order_acquire)) & 1;) {
         if (os_now_ns() >= look) {
             look = os_now_ns() + SETTLER_LOOK_NS;
+            /* relaxed: only to see whether the settler died; the CAS decides */
             uint64_t who = atomic_load_explicit(&st->settler, memory_order_relaxed);
             if (who != 0 && who != RECLAIMING && !os_pid_alive(token_pid(who)) &&
                 atomic_compare_exchange_strong_explicit(&st->settler, &who, RECLAIMING,
                                                         memory_order_acq_rel,
                                                         memory_order_relaxed)) {
-                /* release: as the settler's own end would */
-                atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
-                atomic_store_explicit(&st->settler, 0, memory_order_relaxed);
+                end_dead_settling(st);
+                /* release: pairs with the acquire in become_settler() */
+                atomic_store_explicit(&st->settler, 0, memory_order_release);
             }
         }
         sched_yield();

@@ -14,6 +14,10 @@ extern "C" {
  * its ownership of the run: the claim window (see ring.c). */
 extern void (*fe_test_hook_claimed)(void);
 
+/* Called by a supervisor in fe_reclaim() once it began settling a pool stage's
+ * unowned items (settles odd), before it looks at them. */
+extern void (*fe_test_hook_settling)(void);
+
 #ifdef __cplusplus
 }
 #endif

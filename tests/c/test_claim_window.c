@@ -10,6 +10,10 @@
  *      supervisor reclaims another (dead) pid, it loses its run: the two items
  *      move on flagged failed, and when it continues its fe_take() hands it the
  *      next item instead; nothing is held twice.
+ *  settler_dies_half_way: a supervisor SIGKILLed in the middle of settling
+ *      (settles left odd, the settler role its) does not stop the next one: a
+ *      later fe_reclaim() takes the role over, ends the dead settling and
+ *      settles the items.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -146,10 +150,58 @@ static void stopped_in_window_loses_run(void)
     test_close_unlink(name, ord, prod);
 }
 
+/* A member killed in its claim window holding 0..1 of 3 published items. */
+static pid_t kill_in_window(const char *name)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        fe_ring *r;
+        test_open(name, &r);
+        fe_test_hook_claimed = die;
+        uint64_t s;
+        uint32_t n;
+        fe_take(r, 1, 2, 0, &s, &n);
+        _exit(TEST_FAIL); /* not reached */
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    return pid;
+}
+
+static void settler_dies_half_way(void)
+{
+    const char *name = test_ring_name();
+    fe_ring *prod = test_create(name, 8, 8, 0, 2, TEST_POOL_ORDERED), *ord, *member;
+    test_open(name, &ord, &member);
+    produce(prod, 3);
+    pid_t victim = kill_in_window(name);
+    fflush(NULL);
+    pid_t settler = fork();
+    CHECK(settler >= 0);
+    if (settler == 0) {
+        fe_ring *r;
+        test_open(name, &r);
+        fe_test_hook_settling = die;
+        fe_reclaim(r, victim);
+        _exit(TEST_FAIL); /* not reached */
+    }
+    int status;
+    CHECK(waitpid(settler, &status, 0) == settler);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK_EQ(fe_ready(ord, 2), 0); /* it settled nothing */
+    CHECK_RC(fe_reclaim(prod, victim), 2);
+    check_downstream(ord, member);
+    test_close_unlink(name, member, ord, prod);
+}
+
 int main(void)
 {
     test_watchdog(30);
     RUN_SCENARIO(killed_in_window);
     RUN_SCENARIO(stopped_in_window_loses_run);
+    RUN_SCENARIO(settler_dies_half_way);
     return TEST_PASS;
 }
