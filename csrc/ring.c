@@ -1,43 +1,81 @@
 /*
- * frame-engine ring: implementation.  See ring.h for the contract.
+ * frame-engine ring: implementation.  See ring.h for the interface, os.h for the
+ * operating system beneath.
  *
- * Memory ordering in one paragraph.  An item moves from stage k-1 to stage k
- * through one release store by whoever finished it (the producer's or an
- * ordered stage's cursor c_done, or a pool's per-slot stamp) and one acquire
- * load by whoever takes it; the slot's bytes are readable and writable by the
- * taker after that acquire.  Pool members arbitrate a run with a CAS on the
- * stage's claim cursor; the CAS only decides who owns the run, the data still
- * flows through the stamps.  Sleeping uses a futex word per stage (evt[k], "stage
- * k made progress") and a sleeper count: the waiter registers, reads the word,
- * re-checks its condition and sleeps on the word; the waker publishes, then looks
- * for sleepers.  That store-then-load on both sides is the Dekker pattern and
- * needs sequential consistency between the two sides.  It is asymmetric here: the
- * waker runs on every publish and every done, the waiter only on the way to
- * sleep, so the waiter pays for both.  It puts a seq_cst fence between its store
- * and its load, and then calls membarrier(GLOBAL_EXPEDITED), which runs a full
- * barrier on every CPU running a process registered for it; a registered waker
+ * THE MEMORY-ORDERING CONTRACT.  This is its one full statement; ring.h and the
+ * README point here.  Every atomic operation below that orders something says
+ * what it pairs with.
+ *
+ * Sequences.  Items are numbered by a free-running unsigned 64-bit sequence; item
+ * s lives in slot s & (slots - 1).  Where two sequences may be on either side of
+ * a wrap they are compared by signed difference ((int64_t)(a - b) < 0); 2^64
+ * items never happen in practice (585 years at 10^9 a second), so fe_in_ring()
+ * and the stats compare plainly.
+ *
+ * Handing an item on.  An item moves from stage k-1 to stage k through one
+ * release store by whoever finished it (the frontier of an in-order stage: the
+ * producer's in fe_publish(), an ordered stage's in fe_done(); or, for a pool,
+ * the item's per-slot stamp) and one acquire load by whoever takes it
+ * (finished(), ready_run()); the slot's bytes are readable and writable by the
+ * taker after that acquire, and the producer reuses a slot only after an
+ * acquire of the last stage's release.
+ *
+ * Pools.  Members arbitrate a run with a seq_cst CAS on the stage's next_seq;
+ * the CAS only decides who owns the run, the data still flows through the
+ * stamps.  The winner then records that it holds each item (owner, then
+ * owner_seq with release), for fe_done() and fe_reclaim().
+ *
+ * Roles.  The producer's and an ordered consumer's role is an owner token taken
+ * with a CAS (acquire: the cursors the last owner left) and freed with a release
+ * store.
+ *
+ * End of stream.  fe_end() stores end_seq seq_cst after the last publish; a
+ * consumer's re-check loads next_seq and then end_seq seq_cst, and pool members'
+ * CAS is seq_cst, so the last member to run dry sees the end.
+ *
+ * Sleeping and waking: an asymmetric Dekker handshake.  A futex word per stage
+ * (evt[k], "stage k made progress") and a sleeper count.  The waiter registers
+ * (sleepers += 1), reads the word, re-checks its condition and sleeps on the
+ * word; the waker makes progress (a release store), then looks for sleepers and
+ * bumps the word if any.  A store then a load on both sides: without sequential
+ * consistency between them each side can miss the other's store, and a wake-up
+ * is lost.  The waker runs on every publish and every done, the waiter only on
+ * its way to sleep, so the waiter pays for both: after its registration it puts
+ * a seq_cst fence and then calls membarrier(GLOBAL_EXPEDITED), which runs a full
+ * barrier on every CPU running a process registered for it.  A registered waker
  * (every process that opens a ring registers) then needs only a compiler barrier
- * between its store and its load (a fence there waits for the store to leave the
- * store buffer: a cache-line transfer, on every publish and done).  Where
- * membarrier is not available the waker fences, and a waiter that cannot call it
- * sleeps in short slices if some process that maps the ring wakes without a
- * fence (the header's fenceless flag; see fe_wait(), wake(), init_geometry()).
- * Every process that maps a ring runs this code: the layout version, checked at
- * open, keeps out builds from before the asymmetric handshake, whose wakers
- * fence but whose sleepers do not call membarrier.
+ * between its store and its load (fast_side_barrier(r); a fence there waits for
+ * the store to leave the store buffer: a cache-line transfer on every publish
+ * and done).  Where membarrier is not available the waker fences; a waiter that
+ * cannot call membarrier sleeps in 1 ms slices if any process that maps the ring
+ * wakes without a fence (the header's fenceless flag: init_geometry(),
+ * sleep_until()).  tests/c/test_wakeup_race.c catches a waiter without its
+ * membarrier call.  fe_abort() stores its flag and bumps every word seq_cst.
+ *
+ * The claim window, the same handshake the other way round.  A pool member's
+ * records follow its CAS; one killed between the two leaves items owned by
+ * nobody, which fe_reclaim() settles after a grace period (settle_unowned()).
+ * The member (fast side) stores its records, fast_side_barrier(), loads the
+ * stage's settles; the settler (slow side) bumps settles seq_cst, then the
+ * slow-side barrier (fence + membarrier), then reads the records.  Either the
+ * settler sees the records (and leaves the items) or the member sees the bump
+ * and waits for the settling to end to learn whether it lost its run.
+ *
+ * Counters (waits, stalls, failed, and the stats) are relaxed: each value is
+ * exact, a set of them is not a snapshot.  Every process that maps a ring runs
+ * this code: the layout version, checked at open, keeps out builds of another
+ * protocol.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "ring.h"
+#include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <linux/membarrier.h>
 #include <pthread.h>
-#include <signal.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,8 +83,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics in the segment must be lock-free");
@@ -54,11 +90,29 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics in the segment must be
 _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned uint32_t");
 
 #define FE_MAGIC UINT64_C(0x31676e6972656600) /* "\0fering1" */
-#define FE_LAYOUT 2u
+#define FE_LAYOUT 3u /* 3: pool stats from stamps, the claim window's settles */
 #define CACHE_LINE 64
-#define MIN_PAGE 4096u
 #define DEFAULT_SPIN_NS 20000
 #define NO_END UINT64_MAX
+
+/* Test-only hooks (built into the C tests' copy of the core, never the wheel's):
+ * see ring_test_hooks.h. */
+#ifdef FE_TEST_HOOKS
+#include "ring_test_hooks.h"
+void (*fe_test_hook_claimed)(void);
+void (*fe_test_hook_settling)(void);
+#define TEST_HOOK(h) \
+    do { \
+        if (h) \
+            h(); \
+    } while (0)
+#else
+#define TEST_HOOK(h) ((void)0)
+#endif
+
+/* The slow path of a call whose fast path is inline: kept out of line, so that
+ * the fast path does not pay for its stack frame. */
+#define SLOW_PATH __attribute__((noinline, cold))
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -68,22 +122,24 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "the futex word is a plain aligned
 #define cpu_relax() ((void)0)
 #endif
 
-/* Written by the members of stage k (for stage 0, the producer: the c_ prefix
- * means "this stage's cursor", whoever the stage is).  Two lines: c_done, which
- * the next stage (or the producer) polls, apart from what only this stage
- * writes, so that a claim or a take does not steal the line a waiter is reading
- * (sharing it cost a fifth of the 8-byte throughput). */
+/* Written by the members of stage k (for stage 0, the producer).  Two lines:
+ * the frontier, which the next stage (or the producer) polls, apart from what
+ * only this stage writes, so that a claim or a take does not steal the line a
+ * waiter is reading (sharing it cost a fifth of the 8-byte throughput). */
 struct fe_stage_line {
-    _Atomic uint64_t c_claim; /* next sequence to hand out (stage 0: to claim) */
+    _Atomic uint64_t next_seq; /* the next sequence to hand out (stage 0: to claim) */
     _Atomic uint64_t waits;   /* counters: relaxed, read by anyone for stats */
     _Atomic uint64_t stalls;
     _Atomic uint64_t failed;
     _Atomic uint64_t owner;   /* producer / ordered consumer: role token (pid << 32 |
                                  handle id), 0 if free, RECLAIMING while a
                                  supervisor reclaims it */
-    _Alignas(CACHE_LINE) _Atomic uint64_t c_done; /* items finished; for in-order
-                                 stages (producer, ordered) also the frontier:
-                                 every s < c_done is finished */
+    _Atomic uint64_t settles; /* pool: odd while a supervisor settles unowned items
+                                 (settle_unowned()), bumped by 2 for each settling */
+    _Atomic uint64_t settler; /* pool: the role token of that supervisor, 0 if none */
+    /* In-order stages (the producer, ordered): every s < frontier is finished.
+     * Pools finish out of order and have none: their per-slot stamps say it. */
+    _Alignas(CACHE_LINE) _Atomic uint64_t frontier;
 } __attribute__((aligned(CACHE_LINE)));
 
 /* Futex handshake for those waiting on stage k's progress (stage k+1's members,
@@ -133,9 +189,10 @@ _Static_assert(offsetof(struct fe_hdr, stage) % CACHE_LINE == 0, "stage lines al
 _Static_assert(sizeof(struct fe_stage_line) == 2 * CACHE_LINE, "two lines per stage");
 _Static_assert(offsetof(struct fe_hdr, wait) % CACHE_LINE == 0, "wait lines aligned");
 _Static_assert(offsetof(struct fe_hdr, slots) % CACHE_LINE == 0, "config on its own line");
+_Static_assert(sizeof(struct fe_hdr) == 22 * CACHE_LINE, "the header of layouts 2 and 3");
 
 /* Per-slot header, one cache line.  Only pool stages stamp; in-order stages
- * (the producer and ordered stages) are described by their c_done frontier. */
+ * (the producer and ordered stages) are described by their frontier. */
 struct fe_slot_hdr {
     _Atomic uint64_t stamp[FE_MAX_STAGES - 1]; /* stamp[k-1]: last seq pool stage k finished here */
     _Atomic uint64_t owner_seq;                /* the seq a pool member recorded as held */
@@ -158,11 +215,24 @@ struct fe_ring {
     int64_t spin_cur;  /* adapted: halves when spins end in sleep, grows when they pay */
     uint32_t waits_n;  /* waits begun, to probe with the full budget now and then */
     bool resume;       /* the next wait continues an interrupted one (fe_resume_wait) */
+    bool released;     /* fe_release(): roles and held items let go, no new ones */
     pid_t pid;
     uint32_t hid; /* this handle's id, 24 bits, never 0: tells handles of one process apart */
-    unsigned fork_gen;
+    uint64_t token; /* role token: pid << 32 | hid */
+    struct fe_ring *next_handle; /* this process's handles (fork_child()) */
+    /* The header's configuration, copied at attach: the fast paths read the
+     * handle, not the segment. */
+    uint32_t slots, lookback, nstages, claim_max; /* claim_max: slots - lookback */
+    uint8_t kinds[FE_MAX_STAGES];
+    bool fenceless_wake; /* this process is registered for membarrier: wake() needs no fence */
+    /* after[k]: the frontier of stage k-1 where that stage is in order, else NULL;
+     * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
+     * ready checks. */
+    _Atomic uint64_t *after[FE_MAX_STAGES + 1];
+    _Atomic uint64_t *after_last; /* after[nstages + 1] */
     /* producer */
     bool producer;
+    bool claim_fast;  /* the last claim succeeded: the producer, the stream not ended */
     uint64_t p_head; /* next to claim */
     uint64_t p_pub;  /* next to publish */
     uint64_t p_free; /* every s < p_free is finished by the last stage */
@@ -178,19 +248,13 @@ struct fe_ring {
 
 /* Role token (producer, ordered consumer) and hold token (a pool member's
  * record on a slot).  fe_reclaim(pid) matches the pid part. */
-static inline uint64_t role_token(const fe_ring *r) { return (uint64_t)(uint32_t)r->pid << 32 | r->hid; }
+static inline uint64_t role_token(const fe_ring *r) { return r->token; }
 static inline uint64_t hold_token(const fe_ring *r, uint32_t stage)
 {
-    return (uint64_t)(uint32_t)r->pid << 32 | (uint64_t)stage << 24 | r->hid;
+    return r->token | (uint64_t)stage << 24;
 }
 static inline pid_t token_pid(uint64_t t) { return (pid_t)(t >> 32); }
 #define HOLD_PID_STAGE_MASK UINT64_C(0xFFFFFFFFFF000000)
-
-static uint64_t page_size(void)
-{
-    long p = sysconf(_SC_PAGESIZE);
-    return p > (long)MIN_PAGE ? (uint64_t)p : MIN_PAGE;
-}
 
 /* now + ns, saturating, so that a huge timeout means "forever", not a wrap. */
 static int64_t deadline_after(int64_t now, int64_t ns)
@@ -198,144 +262,16 @@ static int64_t deadline_after(int64_t now, int64_t ns)
     return ns < 0 || ns > INT64_MAX - now ? INT64_MAX : now + ns;
 }
 
-static _Atomic unsigned fork_gen;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-/* The mappings of this process, one per segment, shared by its handles: fewer
- * address-space reservations, and ThreadSanitizer (which tracks addresses) sees
- * the synchronisation between threads that use separate handles. */
-struct fe_map {
-    struct fe_map *next;
-    dev_t dev;
-    ino_t ino;
-    void *base;
-    size_t span;
-    unsigned refs;
-};
-static struct fe_map *maps;
-static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Is this process registered for membarrier(GLOBAL_EXPEDITED)?  Then a waiter's
- * membarrier call orders its wakers' store and load, and wake() needs no fence.
- * Relaxed: each thread reads what it set itself or what was set before the
- * thread that uses a ring opened it (pthread_once orders that). */
-static _Atomic bool membarrier_registered;
-static bool membarrier_off; /* FE_NO_MEMBARRIER=1: this process neither registers nor calls it */
-
-static void register_membarrier(void)
+/* The two sides of an asymmetric Dekker handshake (a store, then a load of what
+ * the other side stores).  The fast side, run on every publish, done or claim: a
+ * seq_cst fence, or, where this process is registered for membarrier, only a
+ * compiler barrier, and the slow side's membarrier call is the fence. */
+static inline void fast_side_barrier(const fe_ring *r)
 {
-    bool ok = !membarrier_off &&
-              syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
-    atomic_store_explicit(&membarrier_registered, ok, memory_order_relaxed);
-}
-
-/* A full barrier on every CPU that runs a registered process: true if done. */
-static bool membarrier_global(void)
-{
-    return !membarrier_off && syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
-}
-
-static void on_fork_prepare(void) { pthread_mutex_lock(&maps_lock); }
-static void on_fork_parent(void) { pthread_mutex_unlock(&maps_lock); }
-static void on_fork_child(void)
-{
-    pthread_mutex_unlock(&maps_lock);
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
-    /* The kernel keeps the membarrier registration across fork (exec clears it,
-     * and a program exec'd registers when it opens a ring). */
-}
-static void register_fork(void)
-{
-    const char *off = getenv("FE_NO_MEMBARRIER");
-    membarrier_off = off && *off && strcmp(off, "0") != 0;
-    register_membarrier();
-    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
-}
-
-/* A handle used in a forked child acts for the child: its pid and roles change. */
-static void refresh_pid(fe_ring *r)
-{
-    unsigned g = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-    if (__builtin_expect(g != r->fork_gen, 0)) {
-        r->fork_gen = g;
-        r->pid = getpid();
-        r->producer = false;
-        r->ordered_owned = 0;
-    }
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static char proc_state(pid_t pid); /* below */
-
-/* A process that exists and is not a zombie. */
-static bool pid_alive(pid_t pid)
-{
-    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
-        return false;
-    char st = proc_state(pid);
-    return st != 'Z' && st != 'X';
-}
-
-/* Field `want` (>= 3) of /proc/<pid>/stat, as text in buf; NULL if unreadable. */
-static const char *proc_stat_field(pid_t pid, int want, char *buf, size_t size)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    ssize_t n = read(fd, buf, size - 1);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields resume after ')' */
-    if (!p)
-        return NULL;
-    int field = 2;
-    for (; *p && field < want; p++)
-        if (*p == ' ')
-            field++;
-    return *p ? p : NULL;
-}
-
-static uint64_t proc_start_time(pid_t pid)
-{
-    char buf[1024];
-    const char *f = proc_stat_field(pid, 22, buf, sizeof buf);
-    return f ? strtoull(f, NULL, 10) : 0;
-}
-
-static char proc_state(pid_t pid)
-{
-    char buf[1024];
-    const char *f = proc_stat_field(pid, 3, buf, sizeof buf);
-    return f ? f[0] : '?';
-}
-
-static int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t timeout_ns)
-{
-    struct timespec ts, *tsp = NULL;
-    if (timeout_ns >= 0) {
-        ts.tv_sec = timeout_ns / 1000000000;
-        ts.tv_nsec = timeout_ns % 1000000000;
-        tsp = &ts;
-    }
-    /* Shared futex (no FUTEX_PRIVATE_FLAG): waiters and wakers are in different
-     * processes mapping the same page. */
-    if (syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, tsp, NULL, 0) == 0)
-        return 0;
-    return -errno;
-}
-
-static void futex_wake_all(_Atomic uint32_t *addr)
-{
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (r->fenceless_wake)
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* Tell those waiting on stage k's progress.  The caller has just made progress
@@ -343,18 +279,13 @@ static void futex_wake_all(_Atomic uint32_t *addr)
 static void wake(fe_ring *r, uint32_t k)
 {
     struct fe_wait_line *w = &r->h->wait[k];
-    /* Between our progress and this load: a seq_cst fence, or, where this
-     * process is registered, only a compiler barrier, and the membarrier call of
-     * a waiter in fe_wait() is the fence.  Either the waiter's re-check sees our
+    /* Between our progress and this load: either the waiter's re-check sees our
      * progress, or we see its registration here and bump the word. */
-    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed))
-        atomic_signal_fence(memory_order_seq_cst);
-    else
-        atomic_thread_fence(memory_order_seq_cst);
+    fast_side_barrier(r);
     if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
         /* release: a waiter that reads the new word value also sees our progress */
         atomic_fetch_add_explicit(&w->evt, 1, memory_order_release);
-        futex_wake_all(&w->evt);
+        os_futex_wake_all(&w->evt);
     }
 }
 
@@ -362,7 +293,7 @@ static void wake(fe_ring *r, uint32_t k)
 static void wake_unconditionally(fe_ring *r, uint32_t k)
 {
     atomic_fetch_add_explicit(&r->h->wait[k].evt, 1, memory_order_seq_cst);
-    futex_wake_all(&r->h->wait[k].evt);
+    os_futex_wake_all(&r->h->wait[k].evt);
 }
 
 static inline struct fe_slot_hdr *slot_hdr(const fe_ring *r, uint64_t s)
@@ -372,32 +303,40 @@ static inline struct fe_slot_hdr *slot_hdr(const fe_ring *r, uint64_t s)
 
 static inline bool in_order(const fe_ring *r, uint32_t k)
 {
-    return r->h->kinds[k] != FE_POOL;
+    return r->kinds[k] != FE_POOL;
 }
 
 /* Has stage k finished item s?  Valid while s is still in the ring. */
 static inline bool finished(const fe_ring *r, uint32_t k, uint64_t s)
 {
     if (in_order(r, k))
-        /* acquire: pairs with the release store of c_done in fe_publish()/fe_done() */
-        return (int64_t)(s - atomic_load_explicit(&r->h->stage[k].c_done, memory_order_acquire)) < 0;
+        /* acquire: pairs with the release store of frontier in fe_publish()/fe_done() */
+        return (int64_t)(s - atomic_load_explicit(&r->h->stage[k].frontier, memory_order_acquire)) < 0;
     /* acquire: pairs with the release store of the stamp in fe_done()/fe_reclaim() */
     return atomic_load_explicit(&slot_hdr(r, s)->stamp[k - 1], memory_order_acquire) == s;
 }
 
 /* How many consecutive items from c (at most max) has stage k-1 finished? */
-static uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint32_t max)
+/* How many consecutive items from c (at most max) has pool stage u finished? */
+static inline __attribute__((always_inline)) uint32_t ready_after_pool(const fe_ring *r, uint32_t u,
+                                                           uint64_t c, uint32_t max)
 {
-    uint32_t u = k - 1;
-    if (in_order(r, u)) {
-        uint64_t done = atomic_load_explicit(&r->h->stage[u].c_done, memory_order_acquire);
-        uint64_t avail = (int64_t)(done - c) > 0 ? done - c : 0;
-        return avail < max ? (uint32_t)avail : max;
-    }
     uint32_t n = 0;
     while (n < max && finished(r, u, c + n))
         n++;
     return n;
+}
+
+/* How many consecutive items from c (at most max) has stage k-1 finished? */
+static inline uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint32_t max)
+{
+    uint32_t u = k - 1;
+    if (!in_order(r, u))
+        return ready_after_pool(r, u, c, max);
+    /* acquire: pairs with the release store of frontier in fe_publish()/fe_done() */
+    uint64_t done = atomic_load_explicit(&r->h->stage[u].frontier, memory_order_acquire);
+    uint64_t avail = (int64_t)(done - c) > 0 ? done - c : 0;
+    return avail < max ? (uint32_t)avail : max;
 }
 
 static inline bool aborted(const fe_ring *r)
@@ -411,75 +350,72 @@ typedef bool (*cond_fn)(fe_ring *r, uint32_t arg);
 
 #define UNCOVERED_SLICE_NS 1000000 /* a sleeper without membarrier looks again after 1 ms */
 
-/* Wait until cond(r, arg) holds, on stage `on`'s futex word.  Counts stalls and
- * waits against stage `who` (a resumed wait is not a new stall, and does not
- * spin again).  0, -ETIMEDOUT, -EINTR, or another futex error. */
-static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t arg,
-                   int64_t timeout_ns, bool resume)
+/* The spin before a sleep: true if cond(r, arg) came to hold.  Spin briefly: a
+ * handoff between two running processes is ~100 ns.  The budget adapts: where
+ * spins keep ending in sleep (the other side shares our CPU, or is slow),
+ * spinning only burns the CPU it needs; every 64th wait tries the full budget,
+ * in case things changed.  The clock is read after a first round of polls: most
+ * waits between running processes end in it.  *deadline is set either way. */
+static bool spin_until(fe_ring *r, cond_fn cond, uint32_t arg, int64_t timeout_ns, bool resume,
+                       int64_t *deadline)
 {
-    if (cond(r, arg))
-        return 0;
-    struct fe_stage_line *st = &r->h->stage[who];
-    if (!resume)
-        atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed); /* counter */
-    if (timeout_ns == 0)
-        return -ETIMEDOUT;
-
-    /* Spin briefly: a handoff between two running processes is ~100 ns.  The
-     * budget adapts: where spins keep ending in sleep (the other side shares our
-     * CPU, or is slow), spinning only burns the CPU it needs; every 64th wait
-     * tries the full budget, in case things changed.  The clock is read after a
-     * first round of polls: most waits between running processes end in it. */
     int64_t spin = resume ? 0 : (++r->waits_n & 63) == 0 ? r->spin_ns : r->spin_cur;
-    int64_t start = 0, deadline = 0, spin_end = 0;
-    if (spin > 0) {
-        for (;;) {
-            for (int i = 0; i < 64; i++) {
-                cpu_relax();
-                if (cond(r, arg)) {
-                    /* a spin that paid: the other side is running, spin fully again */
-                    r->spin_cur = r->spin_ns;
-                    return 0;
-                }
-            }
-            int64_t now = now_ns();
-            if (start == 0) {
-                start = now;
-                deadline = deadline_after(start, timeout_ns);
-                spin_end = deadline_after(start, spin);
-                if (spin_end > deadline)
-                    spin_end = deadline;
-            }
-            if (now >= spin_end)
-                break;
-        }
-        r->spin_cur = r->spin_cur / 2 < 500 ? 0 : r->spin_cur / 2;
-    } else {
-        start = now_ns();
-        deadline = deadline_after(start, timeout_ns);
+    if (spin <= 0) {
+        *deadline = deadline_after(os_now_ns(), timeout_ns);
+        return false;
     }
+    int64_t spin_end = 0;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            cpu_relax();
+            if (cond(r, arg)) {
+                /* a spin that paid: the other side is running, spin fully again */
+                r->spin_cur = r->spin_ns;
+                return true;
+            }
+        }
+        int64_t now = os_now_ns();
+        if (spin_end == 0) {
+            *deadline = deadline_after(now, timeout_ns);
+            spin_end = deadline_after(now, spin);
+            if (spin_end > *deadline)
+                spin_end = *deadline;
+        }
+        if (now >= spin_end)
+            break;
+    }
+    r->spin_cur = r->spin_cur / 2 < 500 ? 0 : r->spin_cur / 2;
+    return false;
+}
 
+/* The sleep: on stage `on`'s futex word until cond(r, arg) holds or the deadline
+ * passes; sleeps are counted against `st`.  The slow side of the wake-up
+ * handshake whose fast side is wake() (see the top of this file). */
+static int sleep_until(fe_ring *r, uint32_t on, struct fe_stage_line *st, cond_fn cond,
+                       uint32_t arg, int64_t deadline)
+{
     struct fe_wait_line *w = &r->h->wait[on];
     bool slept = false; /* the last futex wait was a slice of an uncovered sleep */
     for (;;) {
+        /* seq_cst: the waiter's store of the handshake */
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
         /* acquire: pairs with the release bump in wake(); read before the re-check,
-         * so a bump after the re-check makes futex_wait return at once */
+         * so a bump after the re-check makes the futex wait return at once */
         uint32_t val = atomic_load_explicit(&w->evt, memory_order_acquire);
         /* seq_cst: pairs with the fence in wake() of an unregistered waker; and
          * membarrier, a full barrier on every CPU that runs a registered waker,
-         * stands for the fence that wake() leaves out (see the top of this file).
-         * Without it, a registered waker's progress may reach us late: sleep in
-         * slices, so that it is seen within one. */
+         * stands for the fence that wake() leaves out.  Without it, a registered
+         * waker's progress may reach us late: sleep in slices, so that it is seen
+         * within one. */
         atomic_thread_fence(memory_order_seq_cst);
         /* seq_cst: after the fence; see init_geometry() */
-        bool covered = membarrier_global() ||
+        bool covered = os_membarrier_global() ||
                        !atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst);
-        if (cond(r, arg)) {
+        if (cond(r, arg)) { /* the waiter's load of the handshake */
             atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
             return 0;
         }
-        int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ns();
+        int64_t left = deadline == INT64_MAX ? -1 : deadline - os_now_ns();
         if (deadline != INT64_MAX && left <= 0) {
             atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
             return -ETIMEDOUT;
@@ -487,9 +423,9 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         if (!covered && (left < 0 || left > UNCOVERED_SLICE_NS))
             left = UNCOVERED_SLICE_NS;
         if (!slept) /* a sleep in slices counts once */
-            atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed); /* counter */
         slept = !covered;
-        int rc = futex_wait(&w->evt, val, left);
+        int rc = os_futex_wait(&w->evt, val, left);
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (cond(r, arg))
             return 0;
@@ -499,6 +435,25 @@ static int fe_wait(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t
         if (rc != -ETIMEDOUT)
             slept = false;
     }
+}
+
+/* Wait until cond(r, arg) holds, on stage `on`'s futex word: spin, then sleep.
+ * Counts stalls and waits against stage `who` (a resumed wait is not a new
+ * stall, and does not spin again).  0, -ETIMEDOUT, -EINTR, or another futex error. */
+static int wait_until(fe_ring *r, uint32_t on, uint32_t who, cond_fn cond, uint32_t arg,
+                      int64_t timeout_ns, bool resume)
+{
+    if (cond(r, arg))
+        return 0;
+    struct fe_stage_line *st = &r->h->stage[who];
+    if (!resume)
+        atomic_fetch_add_explicit(&st->stalls, 1, memory_order_relaxed); /* counter */
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    int64_t deadline;
+    if (spin_until(r, cond, arg, timeout_ns, resume, &deadline))
+        return 0;
+    return sleep_until(r, on, st, cond, arg, deadline);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -523,77 +478,96 @@ static int check_config(const fe_config *c)
     return 0;
 }
 
-/* Map header + data, then the data again right after it, so a run that crosses
- * the end of the ring is contiguous in this process's address space.  The first
- * mapping is populated now: page faults are paid at attach, not as jitter in the
- * middle of playback (the mirror faults in lazily: only runs that wrap touch it). */
 static int map_segment(int fd, uint64_t data_off, uint64_t data_bytes, fe_ring *r)
 {
-    size_t total = data_off + data_bytes;
-    size_t span = total + data_bytes;
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    pthread_mutex_lock(&maps_lock);
-    struct fe_map *m = maps;
-    while (m && !(m->dev == st.st_dev && m->ino == st.st_ino && m->span == span))
-        m = m->next;
-    if (!m) {
-        void *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        void *a = base == MAP_FAILED ? MAP_FAILED
-                                     : mmap(base, total, PROT_READ | PROT_WRITE,
-                                            MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0);
-        void *b = a == MAP_FAILED ? MAP_FAILED
-                                  : mmap((uint8_t *)base + total, data_bytes,
-                                         PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
-                                         (off_t)data_off);
-        m = b == MAP_FAILED ? NULL : malloc(sizeof *m);
-        if (!m) {
-            int e = b == MAP_FAILED ? errno : ENOMEM;
-            if (base != MAP_FAILED)
-                munmap(base, span);
-            pthread_mutex_unlock(&maps_lock);
-            return -e;
-        }
-        *m = (struct fe_map){.next = maps, .dev = st.st_dev, .ino = st.st_ino, .base = base,
-                             .span = span, .refs = 0};
-        maps = m;
-    }
-    m->refs++;
-    pthread_mutex_unlock(&maps_lock);
-    void *base = m->base;
+    void *base;
+    int rc = os_map_segment(fd, data_off, data_bytes, &base);
+    if (rc)
+        return rc;
     r->h = base;
     r->sh = (struct fe_slot_hdr *)((uint8_t *)base + sizeof(struct fe_hdr));
     r->data = (uint8_t *)base + data_off;
-    r->map_bytes = span;
+    r->map_bytes = data_off + 2 * data_bytes;
     return 0;
 }
+
+/* The handles of this process.  A handle used in a forked child acts for the
+ * child: its pid and token change and it holds no role.  The fork hook does that
+ * for every handle, so that no call pays for a check. */
+static fe_ring *handles;
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t handles_once = PTHREAD_ONCE_INIT;
+
+static void set_pid(fe_ring *r, pid_t pid)
+{
+    r->pid = pid;
+    r->token = (uint64_t)(uint32_t)pid << 32 | r->hid;
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&handles_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&handles_lock); }
+static void fork_child(void)
+{
+    pid_t pid = getpid();
+    for (fe_ring *r = handles; r; r = r->next_handle) {
+        set_pid(r, pid);
+        r->producer = false;
+        r->claim_fast = false;
+        r->ordered_owned = 0;
+    }
+    pthread_mutex_unlock(&handles_lock);
+}
+static void handles_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 
 static fe_ring *new_handle(const char *name)
 {
     static _Atomic uint32_t next_hid = 1;
-    pthread_once(&fork_once, register_fork);
+    os_init();
+    pthread_once(&handles_once, handles_init);
     fe_ring *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->spin_ns = r->spin_cur = DEFAULT_SPIN_NS;
-    r->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-    r->pid = getpid();
     do
         r->hid = atomic_fetch_add_explicit(&next_hid, 1, memory_order_relaxed) & HID_MASK;
     while (r->hid == 0);
+    pthread_mutex_lock(&handles_lock);
+    set_pid(r, getpid());
+    r->next_handle = handles;
+    handles = r;
+    pthread_mutex_unlock(&handles_lock);
     return r;
+}
+
+static void forget_handle(fe_ring *r)
+{
+    pthread_mutex_lock(&handles_lock);
+    for (fe_ring **p = &handles; *p; p = &(*p)->next_handle)
+        if (*p == r) {
+            *p = r->next_handle;
+            break;
+        }
+    pthread_mutex_unlock(&handles_lock);
 }
 
 static void init_geometry(fe_ring *r)
 {
     r->mask = r->h->slots - 1;
     r->stride = r->h->stride;
-    if (atomic_load_explicit(&membarrier_registered, memory_order_relaxed)) {
+    r->slots = r->h->slots;
+    r->lookback = r->h->lookback;
+    r->nstages = r->h->nstages;
+    r->claim_max = r->slots - r->lookback;
+    memcpy(r->kinds, r->h->kinds, sizeof r->kinds);
+    for (uint32_t k = 1; k <= r->nstages + 1; k++)
+        r->after[k] = r->kinds[k - 1] != FE_POOL ? &r->h->stage[k - 1].frontier : NULL;
+    r->after_last = r->after[r->nstages + 1];
+    r->fenceless_wake = os_membarrier_registered();
+    if (os_membarrier_registered()) {
         /* seq_cst store and fence, before this process can wake anyone without
          * a fence: a sleeper that cannot call membarrier reads the flag after
-         * its own fence (fe_wait()); if it reads 0, our fence comes after its
+         * its own fence (wait_until()); if it reads 0, our fence comes after its
          * fence, and every later wake of ours sees it registered as a sleeper. */
         atomic_store_explicit(&r->h->fenceless, 1, memory_order_seq_cst);
         atomic_thread_fence(memory_order_seq_cst);
@@ -642,73 +616,69 @@ static const char *name_tag(void)
     return (n >= 1 && n <= 16 && tag[n] == '\0') ? tag : "";
 }
 
-int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
+/* The segment's layout for cfg: its parts' offsets and sizes. */
+struct layout {
+    uint64_t stride, user_off, hdr_bytes, data_bytes, total;
+};
+
+static int plan_layout(const fe_config *cfg, struct layout *l)
+{
+    uint64_t page = os_page_size();
+    l->stride = slot_stride(cfg->slot_bytes, cfg->slots, page);
+    l->user_off = sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr);
+    l->hdr_bytes = round_up(l->user_off + cfg->user_bytes, page);
+    l->data_bytes = l->stride * cfg->slots;
+    if (l->data_bytes / cfg->slots != l->stride || l->hdr_bytes + 2 * l->data_bytes < l->data_bytes)
+        return -EINVAL;
+    l->total = l->hdr_bytes + l->data_bytes;
+    return 0;
+}
+
+/* Create the shm object (named, or "fe-<pid>-<tag><n>" for the first n free) of
+ * `total` bytes, reserved: a full /dev/shm is an error here rather than a SIGBUS
+ * in the middle of a run.  Its "/name" in path (FE_NAME_MAX + 2 bytes); the fd, or
+ * a negated errno (the object is gone again then). */
+static int create_segment(const char *name, uint64_t total, char *path)
 {
     static _Atomic unsigned counter;
-    int rc = check_config(cfg);
-    if (rc)
-        return rc;
-    if (name && !valid_name(name))
-        return -EINVAL;
-
-    uint64_t page = page_size();
-    uint64_t stride = slot_stride(cfg->slot_bytes, cfg->slots, page);
-    uint64_t user_off = sizeof(struct fe_hdr) + (uint64_t)cfg->slots * sizeof(struct fe_slot_hdr);
-    uint64_t hdr_bytes = round_up(user_off + cfg->user_bytes, page);
-    uint64_t data_bytes = stride * cfg->slots;
-    if (data_bytes / cfg->slots != stride || hdr_bytes + 2 * data_bytes < data_bytes)
-        return -EINVAL;
-    uint64_t total = hdr_bytes + data_bytes;
-
-    char buf[FE_NAME_MAX + 2];
     int fd = -1;
     for (int tries = 0; tries < 1000 && fd < 0; tries++) {
         if (name)
-            snprintf(buf, sizeof buf, "/%s", name[0] == '/' ? name + 1 : name);
+            snprintf(path, FE_NAME_MAX + 2, "/%s", name[0] == '/' ? name + 1 : name);
         else
-            snprintf(buf, sizeof buf, "/fe-%d-%s%u", (int)getpid(), name_tag(),
+            snprintf(path, FE_NAME_MAX + 2, "/fe-%d-%s%u", (int)getpid(), name_tag(),
                      atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed));
-        fd = shm_open(buf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && (errno != EEXIST || name))
             return -errno;
     }
     if (fd < 0)
         return -EEXIST;
-
-    fe_ring *r = new_handle(buf + 1);
-    if (!r) {
-        rc = -ENOMEM;
-        goto fail_unlink;
-    }
-    /* posix_fallocate reserves the memory now, so a full /dev/shm is an error
-     * here rather than a SIGBUS in the middle of a run. */
-    if (ftruncate(fd, (off_t)total) != 0) {
-        rc = -errno;
-        goto fail_free;
-    }
-    if ((rc = posix_fallocate(fd, 0, (off_t)total)) != 0) {
-        rc = -rc;
-        goto fail_free;
-    }
-    if ((rc = map_segment(fd, hdr_bytes, data_bytes, r)) != 0)
-        goto fail_free;
+    int rc = ftruncate(fd, (off_t)total) != 0 ? errno : posix_fallocate(fd, 0, (off_t)total);
+    if (rc == 0)
+        return fd;
     close(fd);
-    fd = -1;
+    shm_unlink(path);
+    return -rc;
+}
 
+/* Fill in the header and the slot headers of a new segment; magic last. */
+static void init_header(fe_ring *r, const fe_config *cfg, const struct layout *l)
+{
     struct fe_hdr *h = r->h;
     h->version = FE_LAYOUT;
-    h->hdr_bytes = hdr_bytes;
-    h->total_bytes = total;
+    h->hdr_bytes = l->hdr_bytes;
+    h->total_bytes = l->total;
     h->slots = cfg->slots;
     h->nstages = cfg->nstages;
     h->lookback = cfg->lookback;
-    h->user_off = user_off;
+    h->user_off = l->user_off;
     h->user_bytes = cfg->user_bytes;
     h->creator = getpid();
-    h->creator_start = proc_start_time(h->creator);
+    h->creator_start = os_proc_start_time(h->creator);
     h->slot_bytes = cfg->slot_bytes;
-    h->stride = stride;
-    h->data_off = hdr_bytes;
+    h->stride = l->stride;
+    h->data_off = l->hdr_bytes;
     h->kinds[0] = FE_PRODUCER;
     for (uint32_t i = 0; i < cfg->nstages; i++)
         h->kinds[i + 1] = cfg->kinds[i];
@@ -721,22 +691,86 @@ int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
         atomic_init(&r->sh[i].owner_seq, NO_END);
         atomic_init(&r->sh[i].failed_seq, NO_END);
     }
-    /* release: pairs with the acquire in fe_open(); the header is complete */
+    /* release: pairs with the acquire in header_problem(); the header is complete */
     atomic_store_explicit(&h->magic, FE_MAGIC, memory_order_release);
-    *out = r;
-    return 0;
-
-fail_free:
-    free(r);
-fail_unlink:
-    if (fd >= 0)
-        close(fd);
-    shm_unlink(buf);
-    return rc;
 }
 
-int fe_open(const char *name, fe_ring **out)
+int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
 {
+    struct layout l;
+    int rc = check_config(cfg);
+    if (rc == 0 && name && !valid_name(name))
+        rc = -EINVAL;
+    if (rc == 0)
+        rc = plan_layout(cfg, &l);
+    if (rc)
+        return rc;
+    char path[FE_NAME_MAX + 2];
+    int fd = create_segment(name, l.total, path);
+    if (fd < 0)
+        return fd;
+    fe_ring *r = new_handle(path + 1);
+    rc = r ? map_segment(fd, l.hdr_bytes, l.data_bytes, r) : -ENOMEM;
+    close(fd);
+    if (rc) {
+        forget_handle(r);
+        free(r);
+        shm_unlink(path);
+        return rc;
+    }
+    init_header(r, cfg, &l);
+    *out = r;
+    return 0;
+}
+
+/* What is wrong with the header h of a segment of file_bytes, or NULL if it is a
+ * ring this build can map; *rc is FE_EVERSION or FE_EBADRING.  Checked in order,
+ * each check trusting only what the earlier ones established. */
+static const char *header_problem(const struct fe_hdr *h, uint64_t file_bytes, int *rc)
+{
+    *rc = FE_EBADRING;
+    /* acquire: pairs with the release in fe_create(); the header is complete */
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) != FE_MAGIC)
+        return "bad magic: not a frame-engine ring, or one still being created";
+    if (h->version != FE_LAYOUT) {
+        *rc = FE_EVERSION;
+        return "a ring of another layout version (made by another build)";
+    }
+    uint64_t slots = h->slots, stride = h->stride, data_off = h->data_off, page = os_page_size();
+    uint64_t headers = sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr);
+    if (slots < 2 || (slots & (slots - 1)) || slots > (1u << 30))
+        return "bad geometry: the slot count is not a power of two from 2 to 2^30";
+    if (h->nstages < 1 || h->nstages >= FE_MAX_STAGES)
+        return "bad geometry: the stage count is not 1 to 5";
+    if (h->kinds[0] != FE_PRODUCER)
+        return "bad geometry: stage 0 is not the producer";
+    for (uint32_t k = 1; k <= h->nstages; k++)
+        if (h->kinds[k] != FE_POOL && h->kinds[k] != FE_ORDERED)
+            return "bad geometry: a stage is neither a pool nor ordered";
+    if (h->lookback >= slots)
+        return "bad geometry: the lookback is not below the slot count";
+    if (stride < h->slot_bytes || stride > (UINT64_MAX / 4) / slots ||
+        (stride < CACHE_LINE ? (stride & (stride - 1)) || stride < 8 : stride % CACHE_LINE) ||
+        (stride * slots) % page)
+        return "bad geometry: the slot stride does not fit the slot size or the page size";
+    if (data_off % page || data_off > UINT64_MAX / 4 || data_off < headers)
+        return "bad geometry: the data does not start on a page after the slot headers";
+    if (h->user_bytes > FE_USER_MAX || h->user_off % CACHE_LINE || h->user_off < headers ||
+        h->user_off + h->user_bytes > data_off)
+        return "bad geometry: the user area is not between the slot headers and the data";
+    if (h->total_bytes != data_off + stride * slots)
+        return "bad size: the header's total does not match its geometry";
+    if (h->total_bytes != file_bytes)
+        return "bad size: the segment's size is not the header's total (truncated or grown)";
+    return NULL;
+}
+
+int fe_open_why(const char *name, fe_ring **out, const char **why)
+{
+    const char *unused;
+    if (!why)
+        why = &unused;
+    *why = NULL;
     if (!name || !valid_name(name))
         return -EINVAL;
     char buf[FE_NAME_MAX + 1];
@@ -754,6 +788,7 @@ int fe_open(const char *name, fe_ring **out)
      * raise SIGBUS, so refuse before mapping. */
     if ((uint64_t)st.st_size < sizeof(struct fe_hdr)) {
         rc = FE_EBADRING;
+        *why = "bad size: too small to hold a ring header";
         goto out_fd;
     }
     struct fe_hdr *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
@@ -761,31 +796,10 @@ int fe_open(const char *name, fe_ring **out)
         rc = -errno;
         goto out_fd;
     }
-    /* acquire: pairs with the release in fe_create() */
-    uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-    uint64_t data_off = h->data_off, stride = h->stride, slots = h->slots, page = page_size();
-    rc = 0;
-    if (magic != FE_MAGIC)
-        rc = FE_EBADRING;
-    else if (h->version != FE_LAYOUT)
-        rc = FE_EVERSION;
-    else if (slots < 2 || (slots & (slots - 1)) || slots > (1u << 30) || h->nstages < 1 ||
-             h->nstages >= FE_MAX_STAGES || h->lookback >= slots || stride < h->slot_bytes ||
-             (stride < CACHE_LINE ? stride & (stride - 1) || stride < 8 : stride % CACHE_LINE) ||
-             stride > (UINT64_MAX / 4) / slots || data_off % page ||
-             data_off > UINT64_MAX / 4 ||
-             data_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
-             h->user_bytes > FE_USER_MAX || h->user_off % CACHE_LINE ||
-             h->user_off < sizeof(struct fe_hdr) + slots * sizeof(struct fe_slot_hdr) ||
-             h->user_off + h->user_bytes > data_off ||
-             (stride * slots) % page || h->total_bytes != data_off + stride * slots ||
-             h->total_bytes != (uint64_t)st.st_size || h->kinds[0] != FE_PRODUCER)
-        rc = FE_EBADRING;
-    for (uint32_t k = 1; rc == 0 && k <= h->nstages; k++)
-        if (h->kinds[k] != FE_POOL && h->kinds[k] != FE_ORDERED)
-            rc = FE_EBADRING;
+    *why = header_problem(h, (uint64_t)st.st_size, &rc);
+    uint64_t data_off = h->data_off, data_bytes = h->stride * h->slots;
     munmap(h, sizeof *h);
-    if (rc)
+    if (*why)
         goto out_fd;
 
     fe_ring *r = new_handle(buf + 1);
@@ -793,37 +807,41 @@ int fe_open(const char *name, fe_ring **out)
         rc = -ENOMEM;
         goto out_fd;
     }
-    if ((rc = map_segment(fd, data_off, stride * slots, r)) != 0) {
+    if ((rc = map_segment(fd, data_off, data_bytes, r)) != 0) {
+        forget_handle(r);
         free(r);
         goto out_fd;
     }
     init_geometry(r);
     *out = r;
+    rc = 0;
 out_fd:
     close(fd);
     return rc;
 }
 
+int fe_open(const char *name, fe_ring **out) { return fe_open_why(name, out, NULL); }
+
 static void release_roles(fe_ring *r); /* below */
+
+void fe_release(fe_ring *r)
+{
+    if (!r || r->released)
+        return;
+    release_roles(r);
+    r->producer = false;
+    r->claim_fast = false;
+    r->ordered_owned = 0;
+    r->released = true;
+}
 
 void fe_close(fe_ring *r)
 {
     if (!r)
         return;
-    release_roles(r);
-    pthread_mutex_lock(&maps_lock);
-    for (struct fe_map **p = &maps; *p; p = &(*p)->next) {
-        struct fe_map *m = *p;
-        if (m->base == (void *)r->h) {
-            if (--m->refs == 0) {
-                munmap(m->base, m->span);
-                *p = m->next;
-                free(m);
-            }
-            break;
-        }
-    }
-    pthread_mutex_unlock(&maps_lock);
+    fe_release(r);
+    os_unmap_segment(r->h);
+    forget_handle(r);
     free(r);
 }
 
@@ -868,7 +886,7 @@ int fe_in_ring(const fe_ring *r, uint64_t seq)
 {
     /* acquire: pairs with the release in fe_claim(); sequences never wrap in
      * practice (2^64 items), so plain comparison is right here */
-    uint64_t head = atomic_load_explicit(&r->h->stage[0].c_claim, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(&r->h->stage[0].next_seq, memory_order_acquire);
     return seq < head && head - seq <= r->h->slots;
 }
 
@@ -889,7 +907,7 @@ static int acquire_role(fe_ring *r, _Atomic uint64_t *owner, uint64_t *replaced)
         if (cur == me)
             return 0;
         if (cur == RECLAIMING ||
-            (cur != 0 && (token_pid(cur) == r->pid || pid_alive(token_pid(cur)))))
+            (cur != 0 && (token_pid(cur) == r->pid || os_pid_alive(token_pid(cur)))))
             return -EBUSY; /* another handle, here or in a live process */
         /* acq_rel: as the load above; the release side orders nothing we wrote */
         if (atomic_compare_exchange_weak_explicit(owner, &cur, me, memory_order_acq_rel,
@@ -902,9 +920,10 @@ static int acquire_role(fe_ring *r, _Atomic uint64_t *owner, uint64_t *replaced)
 
 static int become_producer(fe_ring *r)
 {
-    refresh_pid(r);
     if (r->producer)
         return 0;
+    if (r->released)
+        return FE_ECLOSED;
     uint64_t replaced;
     int rc = acquire_role(r, &r->h->stage[0].owner, &replaced);
     if (rc)
@@ -913,10 +932,10 @@ static int become_producer(fe_ring *r)
      * abandoned, and claiming starts again after the last published item. */
     struct fe_stage_line *p = &r->h->stage[0];
     /* acquire: pairs with the release in fe_publish() of any earlier producer */
-    r->p_pub = atomic_load_explicit(&p->c_done, memory_order_acquire);
+    r->p_pub = atomic_load_explicit(&p->frontier, memory_order_acquire);
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring() */
-    atomic_store_explicit(&p->c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&p->next_seq, r->p_head, memory_order_release);
     /* Every item claimed so far left room for itself, so everything before
      * p_pub - slots is finished by the last stage (unsigned: wraps harmlessly). */
     r->p_free = r->p_pub - r->h->slots;
@@ -926,34 +945,41 @@ static int become_producer(fe_ring *r)
 
 /* ---- producer ----------------------------------------------------------- */
 
+/* Pool members finish out of order: walk the stamps from the cached frontier;
+ * each acquire (in finished()) pairs with the release in done_pool(). */
+static inline __attribute__((always_inline)) uint64_t frontier_after_pool(fe_ring *r, uint32_t last)
+{
+    while (r->p_free != r->p_pub && finished(r, last, r->p_free))
+        r->p_free++;
+    return r->p_free;
+}
+
 /* Advance p_free, the frontier of what the last stage finished. */
 static uint64_t producer_frontier(fe_ring *r)
 {
-    uint32_t last = r->h->nstages;
+    uint32_t last = r->nstages;
     if (in_order(r, last)) {
-        /* acquire: pairs with the release of c_done in fe_done(); the slots
+        /* acquire: pairs with the release of frontier in fe_done(); the slots
          * before it are free for writing */
-        r->p_free = atomic_load_explicit(&r->h->stage[last].c_done, memory_order_acquire);
-    } else {
-        /* Pool members finish out of order: walk the stamps from the cached
-         * frontier; each acquire (in finished()) pairs with the release in fe_done(). */
-        while (r->p_free != r->p_pub && finished(r, last, r->p_free))
-            r->p_free++;
+        r->p_free = atomic_load_explicit(&r->h->stage[last].frontier, memory_order_acquire);
+        return r->p_free;
     }
-    return r->p_free;
+    return frontier_after_pool(r, last);
 }
 
 static bool claim_ready(fe_ring *r, uint32_t n)
 {
     if (aborted(r))
         return true;
-    uint64_t need = r->p_head + n + r->h->lookback; /* the run, plus the items kept behind it */
-    if (need - r->p_free <= r->h->slots)
+    uint64_t need = r->p_head + n + r->lookback; /* the run, plus the items kept behind it */
+    if (need - r->p_free <= r->slots)
         return true;
-    return need - producer_frontier(r) <= r->h->slots;
+    return need - producer_frontier(r) <= r->slots;
 }
 
-int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
+/* fe_claim() when the fast path cannot: the first claim, one that must wait, an
+ * abort, the end of the stream. */
+SLOW_PATH static int claim_slow(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
 {
     bool resume = r->resume;
     r->resume = false;
@@ -967,7 +993,7 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     /* relaxed: only this producer stores end_seq */
     if (atomic_load_explicit(&r->h->end_seq, memory_order_relaxed) != NO_END)
         return -EPIPE;
-    rc = fe_wait(r, r->h->nstages, 0, claim_ready, n, timeout_ns, resume);
+    rc = wait_until(r, r->h->nstages, 0, claim_ready, n, timeout_ns, resume);
     if (rc)
         return rc;
     if (aborted(r))
@@ -975,19 +1001,42 @@ int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
     *seq = r->p_head;
     r->p_head += n;
     /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
-    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
+    r->claim_fast = true;
     return 0;
+}
+
+int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
+{
+    /* The fast path: this handle claimed last time (it is the producer and the
+     * stream goes on), and there is room by the cached frontier or by the last
+     * stage's read now (producer_frontier(): acquire). */
+    if (__builtin_expect(r->claim_fast && !r->resume && n - 1 < r->claim_max, 1)) {
+        uint64_t need = r->p_head + n + r->lookback;
+        _Atomic uint64_t *last = r->after_last;
+        if (need - r->p_free > r->slots && last)
+            /* acquire: pairs with the release of the last stage's frontier in
+             * fe_done(); the slots before it are free for writing */
+            r->p_free = atomic_load_explicit(last, memory_order_acquire);
+        if (need - r->p_free <= r->slots && !aborted(r)) {
+            *seq = r->p_head;
+            r->p_head += n;
+            /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
+            atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
+            return 0;
+        }
+    }
+    return claim_slow(r, n, timeout_ns, seq); /* and a last stage that is a pool */
 }
 
 int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)
 {
-    refresh_pid(r);
-    if (!r->producer || seq != r->p_pub || n < 1 || n > r->p_head - r->p_pub)
+    if (!r->producer || seq != r->p_pub || n - 1 >= r->p_head - r->p_pub)
         return FE_ENOTHELD;
     r->p_pub += n;
     /* release: pairs with the acquire in finished()/ready_run() of stage 1;
      * the slots' bytes are visible to whoever takes these items */
-    atomic_store_explicit(&r->h->stage[0].c_done, r->p_pub, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].frontier, r->p_pub, memory_order_release);
     wake(r, 0);
     return 0;
 }
@@ -997,9 +1046,10 @@ int fe_end(fe_ring *r)
     int rc = become_producer(r);
     if (rc)
         return rc;
+    r->claim_fast = false;
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring() */
-    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
     /* seq_cst: ordered against the pool members' claim CAS and their EOF checks
      * in fe_take()/take_ready(), so the last member to run dry sees the end */
     atomic_store_explicit(&r->h->end_seq, r->p_pub, memory_order_seq_cst);
@@ -1010,12 +1060,11 @@ int fe_end(fe_ring *r)
 
 int fe_abandon(fe_ring *r)
 {
-    refresh_pid(r);
     if (!r->producer)
         return FE_ENOTHELD;
     r->p_head = r->p_pub;
     /* release: pairs with the acquire in fe_in_ring(); those slots are free again */
-    atomic_store_explicit(&r->h->stage[0].c_claim, r->p_head, memory_order_release);
+    atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
     return 0;
 }
 
@@ -1031,7 +1080,7 @@ static bool take_ready(fe_ring *r, uint32_t k)
 {
     /* seq_cst, both loads: this re-check is one side of the EOF handshake with
      * fe_end() and with a peer's claim CAS in fe_take() */
-    uint64_t c = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_seq_cst);
+    uint64_t c = atomic_load_explicit(&r->h->stage[k].next_seq, memory_order_seq_cst);
     if (ready_run(r, k, c, 1))
         return true;
     uint64_t end = atomic_load_explicit(&r->h->end_seq, memory_order_seq_cst);
@@ -1039,67 +1088,107 @@ static bool take_ready(fe_ring *r, uint32_t k)
 }
 
 static int finish_ordered(fe_ring *r, uint32_t k);
+static bool keep_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got);
+static void flag_failed(fe_ring *r, uint64_t s);
 
-int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
-            uint32_t *n)
+/* An ordered stage's consumer: this handle owns the role, or takes it (free, or
+ * held by a dead process, whose items it then settles). */
+static int own_ordered(fe_ring *r, uint32_t k)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    /* relaxed: a supervisor that reclaimed our role (meant for a dead pid) left 0 */
+    if ((r->ordered_owned & (1u << k)) &&
+        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r))
+        r->ordered_owned &= ~(1u << k);
+    if (r->ordered_owned & (1u << k))
+        return 0;
+    uint64_t replaced;
+    int rc = acquire_role(r, &st->owner, &replaced);
+    if (rc)
+        return rc;
+    if (replaced)
+        finish_ordered(r, k); /* the previous owner died holding items */
+    r->ordered_owned |= 1u << k;
+    return 0;
+}
+
+/* A pool member takes the run [c, c + got) that it found ready: true if it is
+ * now its, false if another member took it first (or it was lost in the claim
+ * window).  The CAS arbitrates; then the member records, item by item, that it
+ * holds the run (for fe_done() and fe_reclaim()). */
+static bool take_pool_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    /* Before the CAS: a settling whose scan (after its grace) could reach our run
+     * began before our claim, so it bumps settles after this load.  acquire:
+     * pairs with the release bump at its end. */
+    uint64_t settles0 = atomic_load_explicit(&st->settles, memory_order_acquire);
+    /* seq_cst: arbitrates the run among members, and is ordered against fe_end()'s
+     * store so that EOF is never missed */
+    if (!atomic_compare_exchange_strong_explicit(&st->next_seq, &c, c + got,
+                                                 memory_order_seq_cst, memory_order_seq_cst))
+        return false;
+    TEST_HOOK(fe_test_hook_claimed);
+    /* The token first, then owner_seq with release: pairs with the acquire of
+     * owner_seq in pool_holds()/reclaim_pool()/unowned(), which then see this
+     * token (or a later one). */
+    uint64_t tok = hold_token(r, k);
+    for (uint32_t i = 0; i < got; i++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, c + i);
+        atomic_store_explicit(&sh->owner, tok, memory_order_relaxed);
+        atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
+    }
+    /* The claim window: did a supervisor settle the run as unowned meanwhile?  Our
+     * records, then this load: the fast side of the handshake whose slow side is
+     * settle_unowned() (bump settles, slow-side barrier, read the records).  Either
+     * it sees our records or we see its bump. */
+    fast_side_barrier(r);
+    if ((settles0 & 1) || atomic_load_explicit(&st->settles, memory_order_relaxed) != settles0)
+        return keep_run(r, k, c, got);
+    /* No wake here when we took the last items: a member asleep for more needs
+     * none.  It went to sleep, registered, after a re-check (take_ready():
+     * next_seq, then end_seq, seq_cst) that found neither an item nor the end.  If
+     * it read next_seq before our CAS, our items were not ready yet at its
+     * re-check, and the previous stage's wake when it finished them (after its
+     * release store) wakes it.  If after, it read end_seq before fe_end() stored
+     * it (seq_cst), and fe_end() then wakes the word of every stage.  Either wake
+     * finds it registered and it re-checks: EOF. */
+    return true;
+}
+
+/* fe_take() when the fast path cannot: a pool, the first take of an ordered
+ * stage, one that must wait, an abort, the end of the stream. */
+SLOW_PATH static int take_slow(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns,
+                     uint64_t *seq, uint32_t *n)
 {
     struct fe_hdr *h = r->h;
     bool resume = r->resume;
     r->resume = false;
-    if (stage < 1 || stage > h->nstages || max_n < 1)
-        return -EINVAL;
+    if (stage < 1 || stage > h->nstages || max_n < 1 || r->released)
+        return r->released ? FE_ECLOSED : -EINVAL;
     if (max_n > h->slots)
         max_n = h->slots;
-    refresh_pid(r);
     struct fe_stage_line *st = &h->stage[stage];
     bool pool = h->kinds[stage] == FE_POOL;
-    /* relaxed: a supervisor that reclaimed our role (meant for a dead pid) left 0 */
-    if (!pool && (r->ordered_owned & (1u << stage)) &&
-        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r))
-        r->ordered_owned &= ~(1u << stage);
-    if (!pool && !(r->ordered_owned & (1u << stage))) {
-        uint64_t replaced;
-        int rc = acquire_role(r, &st->owner, &replaced);
+    if (!pool) {
+        int rc = own_ordered(r, stage);
         if (rc)
             return rc;
-        if (replaced)
-            finish_ordered(r, stage); /* the previous owner died holding items */
-        r->ordered_owned |= 1u << stage;
     }
     int64_t deadline = 0; /* set at the first wait: a take that finds items reads no clock */
     for (;;) {
         if (aborted(r))
             return FE_ABORTED;
         /* seq_cst: see take_ready() */
-        uint64_t c = atomic_load_explicit(&st->c_claim, memory_order_seq_cst);
+        uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_seq_cst);
         uint32_t got = ready_run(r, stage, c, max_n);
+        if (got && pool && !take_pool_run(r, stage, c, got))
+            continue; /* lost the race: look again */
         if (got) {
-            if (pool) {
-                /* seq_cst: arbitrates the run among members, and is ordered
-                 * against fe_end()'s store so that EOF is never missed */
-                if (!atomic_compare_exchange_strong_explicit(&st->c_claim, &c, c + got,
-                                                             memory_order_seq_cst,
-                                                             memory_order_seq_cst))
-                    continue;
-                /* Record who holds the run, for fe_done() and fe_reclaim().  The
-                 * token first, then owner_seq with release: pairs with the
-                 * acquire of owner_seq in pool_holds()/reclaim_pool(), which then
-                 * see this token (or a later one). */
-                uint64_t tok = hold_token(r, stage);
-                for (uint32_t i = 0; i < got; i++) {
-                    struct fe_slot_hdr *sh = slot_hdr(r, c + i);
-                    atomic_store_explicit(&sh->owner, tok, memory_order_relaxed);
-                    atomic_store_explicit(&sh->owner_seq, c + i, memory_order_release);
-                }
-                /* Took the last items: members asleep waiting for more must see EOF. */
-                uint64_t end = atomic_load_explicit(&h->end_seq, memory_order_seq_cst);
-                if (end != NO_END && (int64_t)(c + got - end) >= 0)
-                    wake(r, stage - 1);
-            } else {
+            if (!pool)
                 /* release: pairs with the acquire in finish_ordered() (a new owner
-                 * or a supervisor settles what we took) and in fe_stats() readers */
-                atomic_store_explicit(&st->c_claim, c + got, memory_order_release);
-            }
+                 * or a supervisor settles what we took) */
+                atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
             *seq = c;
             *n = got;
             return 0;
@@ -1111,74 +1200,131 @@ int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint
          * for what is left of its timeout. */
         int64_t left = timeout_ns;
         if (timeout_ns > 0) {
-            int64_t now = now_ns();
+            int64_t now = os_now_ns();
             if (deadline == 0)
                 deadline = deadline_after(now, timeout_ns);
             left = deadline - now;
             if (left <= 0)
                 return -ETIMEDOUT;
         }
-        int rc = fe_wait(r, stage - 1, stage, take_ready, stage, left, resume);
+        int rc = wait_until(r, stage - 1, stage, take_ready, stage, left, resume);
         if (rc)
             return rc;
         resume = true; /* a lost race waits on as part of the same wait */
     }
 }
 
-/* Does this handle hold item s at pool stage k? */
-static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s)
+int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
+            uint32_t *n)
 {
-    struct fe_slot_hdr *sh = slot_hdr(r, s);
-    /* acquire loads: pair with the releases in fe_take() (c_claim CAS, owner_seq) */
-    uint64_t claim = atomic_load_explicit(&r->h->stage[k].c_claim, memory_order_acquire);
-    return (int64_t)(s - claim) < 0 && claim - s <= r->h->slots && !finished(r, k, s) &&
-           finished(r, k - 1, s) &&
-           atomic_load_explicit(&sh->owner_seq, memory_order_acquire) == s &&
-           atomic_load_explicit(&sh->owner, memory_order_relaxed) == hold_token(r, k);
+    /* The fast path: an ordered stage this handle owns (its role token still in
+     * place: a supervisor has not taken it over), after an in-order stage, with
+     * items ready now.  (Written in the order that needs the fewest registers:
+     * the six arguments stay live for the slow path.) */
+    if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1) && !r->resume &&
+                             r->after[stage] && !aborted(r),
+                         1)) {
+        struct fe_stage_line *st = &r->h->stage[stage];
+        /* relaxed: the owner check as in own_ordered() */
+        if (__builtin_expect(atomic_load_explicit(&st->owner, memory_order_relaxed) == r->token,
+                             1)) {
+            /* relaxed: only this handle, the role's owner, writes next_seq */
+            uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
+            /* acquire: pairs with the release of the previous stage's frontier in
+             * fe_publish()/fe_done(); the slots' bytes are ours to read and write */
+            uint64_t avail = atomic_load_explicit(r->after[stage], memory_order_acquire) - c;
+            uint32_t got = avail < max_n ? (uint32_t)avail : max_n;
+            if (__builtin_expect(got != 0, 1)) {
+                /* release: pairs with the acquire in finish_ordered() (a new owner
+                 * or a supervisor settles what we took) */
+                atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
+                *seq = c;
+                *n = got;
+                return 0;
+            }
+        }
+    }
+    return take_slow(r, stage, max_n, timeout_ns, seq, n);
+}
+
+/* Does this handle hold the items [s, s + n) of pool stage k?  Handed out (in
+ * the last `slots` of next_seq), not finished, and recorded as held by us:
+ * only the claimer of an item records it, after the previous stage finished it. */
+static bool pool_holds(const fe_ring *r, uint32_t k, uint64_t s, uint32_t n)
+{
+    /* acquire: pairs with the release of next_seq (the CAS in take_pool_run()) */
+    uint64_t claim = atomic_load_explicit(&r->h->stage[k].next_seq, memory_order_acquire);
+    if ((int64_t)(s + n - claim) > 0 || claim - s > r->slots)
+        return false;
+    uint64_t tok = hold_token(r, k);
+    for (uint32_t i = 0; i < n; i++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, s + i);
+        /* acquire: pairs with the release of owner_seq in take_pool_run(), so the
+         * token read after it is the one recorded with it (or a later one) */
+        if (atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s + i ||
+            atomic_load_explicit(&sh->owner, memory_order_relaxed) != tok ||
+            /* relaxed: our own stamp, or a supervisor's release of it (settled) */
+            atomic_load_explicit(&sh->stamp[k - 1], memory_order_relaxed) == s + i)
+            return false;
+    }
+    return true;
+}
+
+/* fe_done() of a pool member: a stamp for each item. */
+__attribute__((noinline)) static int done_pool(fe_ring *r, uint32_t k, uint64_t seq,
+                                               uint32_t n)
+{
+    if (!pool_holds(r, k, seq, n))
+        return FE_ENOTHELD;
+    for (uint32_t i = 0; i < n; i++)
+        /* release: pairs with the acquire in finished() of the next stage or the producer */
+        atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[k - 1], seq + i, memory_order_release);
+    /* No counter of finished items here: a shared line written by every member
+     * on every batch.  fe_stats() counts them from the stamps. */
+    wake(r, k);
+    return 0;
+}
+
+/* fe_done() when the fast path cannot: a pool, or a call to refuse. */
+SLOW_PATH static int done_slow(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
+{
+    if (stage - 1 >= r->nstages || n - 1 >= r->slots)
+        return -EINVAL;
+    if (r->kinds[stage] == FE_ORDERED)
+        return FE_ENOTHELD; /* not the owner, or not the next items it holds */
+    return done_pool(r, stage, seq, n);
 }
 
 int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
 {
-    struct fe_hdr *h = r->h;
-    if (stage < 1 || stage > h->nstages || n < 1 || n > h->slots)
-        return -EINVAL;
-    refresh_pid(r);
-    struct fe_stage_line *st = &h->stage[stage];
-    if (h->kinds[stage] == FE_ORDERED) {
-        /* relaxed: only the role's owner (this handle, checked below) writes them */
-        uint64_t done = atomic_load_explicit(&st->c_done, memory_order_relaxed);
-        uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
-        if (!(r->ordered_owned & (1u << stage)) || seq != done || n > claim - done)
-            return FE_ENOTHELD;
-        /* release: pairs with the acquire in finished()/ready_run() of the next
-         * stage (or the producer); we are done with the slot's bytes */
-        atomic_store_explicit(&st->c_done, done + n, memory_order_release);
-    } else {
-        for (uint32_t i = 0; i < n; i++)
-            if (!pool_holds(r, stage, seq + i))
-                return FE_ENOTHELD;
-        for (uint32_t i = 0; i < n; i++)
-            /* release: pairs with the acquire in finished() of the next stage or the producer */
-            atomic_store_explicit(&slot_hdr(r, seq + i)->stamp[stage - 1], seq + i,
-                                  memory_order_release);
-        /* counter: relaxed */
-        atomic_fetch_add_explicit(&st->c_done, n, memory_order_relaxed);
+    /* The fast path: an ordered stage this handle owns, finishing in order. */
+    if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1), 1)) {
+        struct fe_stage_line *st = &r->h->stage[stage];
+        /* relaxed: only this handle, the role's owner, writes them */
+        uint64_t done = atomic_load_explicit(&st->frontier, memory_order_relaxed);
+        uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
+        if (__builtin_expect(seq == done && n - 1 < claim - done, 1)) {
+            /* release: pairs with the acquire in finished()/ready_run() of the
+             * next stage (or the producer); we are done with the slot's bytes */
+            atomic_store_explicit(&st->frontier, done + n, memory_order_release);
+            wake(r, stage);
+            return 0;
+        }
     }
-    wake(r, stage);
-    return 0;
+    return done_slow(r, stage, seq, n);
 }
 
 uint64_t fe_ready(const fe_ring *r, uint32_t stage)
 {
     if (stage < 1 || stage > r->h->nstages)
         return 0;
-    uint64_t c = atomic_load_explicit(&r->h->stage[stage].c_claim, memory_order_acquire);
+    uint64_t c = atomic_load_explicit(&r->h->stage[stage].next_seq, memory_order_acquire);
     return ready_run(r, stage, c, r->h->slots);
 }
 
 /* ---- supervisor --------------------------------------------------------- */
 
-/* relaxed: made visible by the release (stamp or c_done) that moves s on */
+/* relaxed: made visible by the release (stamp or frontier) that moves s on */
 static void flag_failed(fe_ring *r, uint64_t s)
 {
     atomic_store_explicit(&slot_hdr(r, s)->failed_seq, s, memory_order_relaxed);
@@ -1191,14 +1337,14 @@ static int finish_ordered(fe_ring *r, uint32_t k)
 {
     struct fe_stage_line *st = &r->h->stage[k];
     /* acquire: pairs with the release stores in fe_take()/fe_done() of the dead owner */
-    uint64_t done = atomic_load_explicit(&st->c_done, memory_order_acquire);
-    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t done = atomic_load_explicit(&st->frontier, memory_order_acquire);
+    uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     if (done == claim)
         return 0;
     for (uint64_t s = done; s != claim; s++)
         flag_failed(r, s);
     /* release: the failed flags and the items move on to the next stage */
-    atomic_store_explicit(&st->c_done, claim, memory_order_release);
+    atomic_store_explicit(&st->frontier, claim, memory_order_release);
     atomic_fetch_add_explicit(&st->failed, claim - done, memory_order_relaxed); /* counter */
     wake(r, k);
     return (int)(claim - done);
@@ -1210,7 +1356,7 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
 {
     struct fe_hdr *h = r->h;
     struct fe_stage_line *st = &h->stage[k];
-    uint64_t claim = atomic_load_explicit(&st->c_claim, memory_order_acquire);
+    uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
     int64_t count = 0;
     /* Only the last `slots` items handed out can still be held at stage k. */
     for (uint64_t s = claim - h->slots; s != claim; s++) {
@@ -1234,11 +1380,178 @@ static int64_t reclaim_pool(fe_ring *r, uint32_t k, uint64_t mask, uint64_t want
             count++;
     }
     if (count) {
-        atomic_fetch_add_explicit(&st->c_done, (uint64_t)count, memory_order_relaxed); /* counter */
         atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed);
         wake(r, k);
     }
     return count;
+}
+
+/* ---- the claim window ----------------------------------------------------
+ *
+ * A pool member claims a run with a CAS on next_seq and then records, item by
+ * item, that it holds them (owner, owner_seq).  One killed between the two
+ * leaves items that are claimed and owned by nobody: fe_reclaim(pid) cannot find
+ * them by pid.  So fe_reclaim() also settles the items of every pool stage that
+ * were claimed before it began and are still unowned after SETTLE_GRACE_NS:
+ * they move on flagged failed, as a dead member's do.  A live member that
+ * stalls in its window that long (stopped, or starved of CPU) loses its run:
+ * the settling and the member's records are arbitrated by a handshake (settles,
+ * below, and keep_run()), so an item is either settled or held, never both. */
+
+#define SETTLE_GRACE_NS 50000000 /* 50 ms: far beyond the window's nanoseconds */
+#define SETTLER_LOOK_NS 10000000 /* a waiter looks whether a settler died every 10 ms */
+
+/* The slow side of the handshake whose fast side is fast_side_barrier(). */
+static void slow_side_barrier(fe_ring *r)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    /* Where membarrier is refused and some process stores without a fence, wait
+     * for its store buffer to drain: a best effort, as the sleeper's slices are. */
+    /* seq_cst: after the fence; see init_geometry() */
+    if (!os_membarrier_global() && atomic_load_explicit(&r->h->fenceless, memory_order_seq_cst))
+        os_sleep_ns(UNCOVERED_SLICE_NS);
+}
+
+/* Is item s of pool stage k claimed, unfinished and owned by nobody?  *stamp is
+ * its stamp, for the CAS that settles it. */
+static bool unowned(const fe_ring *r, uint32_t k, uint64_t s, uint64_t *stamp)
+{
+    struct fe_slot_hdr *sh = slot_hdr(r, s);
+    /* acquire: pairs with the release of the stamp in fe_done() and here */
+    *stamp = atomic_load_explicit(&sh->stamp[k - 1], memory_order_acquire);
+    /* acquire: pairs with the release of owner_seq in fe_take().  Only the
+     * claimers of s and of earlier occupants of its slot write owner_seq. */
+    return (int64_t)(*stamp - s) < 0 &&
+           atomic_load_explicit(&sh->owner_seq, memory_order_acquire) != s;
+}
+
+/* A settler that died half-way (settles odd) has its settling ended for it: the
+ * caller holds the settler role, in its place.  release: as the settler's own
+ * end would (pairs with the acquire in fe_take() and wait_settled()). */
+static void end_dead_settling(struct fe_stage_line *st)
+{
+    /* relaxed: the role's holder alone changes settles now */
+    if (atomic_load_explicit(&st->settles, memory_order_relaxed) & 1)
+        atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
+}
+
+/* Become the settler of pool stage k: the role is free, or its holder is dead.
+ * false if another live supervisor holds it. */
+static bool become_settler(fe_ring *r, struct fe_stage_line *st)
+{
+    uint64_t me = role_token(r);
+    /* acquire: pairs with the release that freed the role (settles is even) */
+    uint64_t who = atomic_load_explicit(&st->settler, memory_order_acquire);
+    for (;;) {
+        if (who != 0 && (who == RECLAIMING || os_pid_alive(token_pid(who))))
+            return false;
+        /* acq_rel: as the load above */
+        if (atomic_compare_exchange_weak_explicit(&st->settler, &who, me, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    if (who != 0)
+        end_dead_settling(st);
+    return true;
+}
+
+static int64_t settle_unowned(fe_ring *r, uint32_t k)
+{
+    struct fe_hdr *h = r->h;
+    struct fe_stage_line *st = &h->stage[k];
+    uint64_t stamp, before = atomic_load_explicit(&st->next_seq, memory_order_acquire);
+    bool any = false;
+    for (uint64_t s = before - h->slots; s != before && !any; s++)
+        any = unowned(r, k, s, &stamp);
+    if (!any)
+        return 0;
+    os_sleep_ns(SETTLE_GRACE_NS);
+    if (!become_settler(r, st))
+        return 0; /* another supervisor settles this stage now */
+    /* seq_cst, then the slow-side barrier, then the records: the other side of
+     * the handshake in fe_take() (records, fast-side barrier, load of settles) */
+    atomic_fetch_add_explicit(&st->settles, 1, memory_order_seq_cst); /* odd: settling */
+    TEST_HOOK(fe_test_hook_settling);
+    slow_side_barrier(r);
+    uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_acquire);
+    uint64_t from = (int64_t)(before - (claim - h->slots)) > 0 ? claim - h->slots : before;
+    int64_t count = 0;
+    for (uint64_t s = from; s != before; s++) {
+        if (!unowned(r, k, s, &stamp))
+            continue;
+        flag_failed(r, s);
+        /* release: pairs with the acquire in finished() and keep_run(); the
+         * failed flag and the item move on */
+        if (atomic_compare_exchange_strong_explicit(&slot_hdr(r, s)->stamp[k - 1], &stamp, s,
+                                                    memory_order_release, memory_order_relaxed))
+            count++;
+    }
+    /* release: pairs with the acquire in fe_take() and wait_settled(); our stamps
+     * are visible to a member that sees settles even again */
+    atomic_fetch_add_explicit(&st->settles, 1, memory_order_release);
+    /* release: a later settler that takes the role over sees settles even */
+    atomic_store_explicit(&st->settler, 0, memory_order_release);
+    if (count) {
+        atomic_fetch_add_explicit(&st->failed, (uint64_t)count, memory_order_relaxed); /* counter */
+        wake(r, k);
+    }
+    return count;
+}
+
+/* Wait until no settling of pool stage k is under way.  A settler that died
+ * half-way leaves settles odd: its settling is ended for it. */
+static void wait_settled(fe_ring *r, uint32_t k)
+{
+    struct fe_stage_line *st = &r->h->stage[k];
+    int64_t look = os_now_ns() + SETTLER_LOOK_NS;
+    /* acquire: pairs with the release bump at the end of settle_unowned() */
+    for (uint64_t g; (g = atomic_load_explicit(&st->settles, memory_order_acquire)) & 1;) {
+        if (os_now_ns() >= look) {
+            look = os_now_ns() + SETTLER_LOOK_NS;
+            /* relaxed: only to see whether the settler died; the CAS decides */
+            uint64_t who = atomic_load_explicit(&st->settler, memory_order_relaxed);
+            if (who != 0 && who != RECLAIMING && !os_pid_alive(token_pid(who)) &&
+                atomic_compare_exchange_strong_explicit(&st->settler, &who, RECLAIMING,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed)) {
+                end_dead_settling(st);
+                /* release: pairs with the acquire in become_settler() */
+                atomic_store_explicit(&st->settler, 0, memory_order_release);
+            }
+        }
+        sched_yield();
+    }
+}
+
+/* fe_take()'s slow path of the claim window: a settling overlapped our records.
+ * Wait for it to end, then see whether it took any item of our run: if so we
+ * were in the window past the grace period, and the rest of the run goes on
+ * flagged failed too.  true if the whole run is still ours. */
+static bool keep_run(fe_ring *r, uint32_t k, uint64_t c, uint32_t got)
+{
+    wait_settled(r, k);
+    bool lost = false;
+    for (uint32_t i = 0; i < got && !lost; i++)
+        /* acquire: pairs with the release CAS of the stamp in settle_unowned() */
+        lost = atomic_load_explicit(&slot_hdr(r, c + i)->stamp[k - 1], memory_order_acquire) ==
+               c + i;
+    if (!lost)
+        return true;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < got; i++) {
+        struct fe_slot_hdr *sh = slot_hdr(r, c + i);
+        if (atomic_load_explicit(&sh->stamp[k - 1], memory_order_relaxed) == c + i)
+            continue; /* settled */
+        flag_failed(r, c + i);
+        /* release: pairs with the acquire in finished(); the item moves on */
+        atomic_store_explicit(&sh->stamp[k - 1], c + i, memory_order_release);
+        n++;
+    }
+    if (n) {
+        atomic_fetch_add_explicit(&r->h->stage[k].failed, n, memory_order_relaxed); /* counter */
+        wake(r, k);
+    }
+    return false;
 }
 
 int fe_reclaim(fe_ring *r, pid_t pid)
@@ -1246,13 +1559,14 @@ int fe_reclaim(fe_ring *r, pid_t pid)
     struct fe_hdr *h = r->h;
     if (pid <= 0)
         return -EINVAL;
-    if (pid_alive(pid))
+    if (os_pid_alive(pid))
         return -EBUSY; /* its items are still being worked on */
     int64_t total = 0;
     for (uint32_t k = 1; k <= h->nstages; k++) {
         struct fe_stage_line *st = &h->stage[k];
         if (h->kinds[k] == FE_POOL) {
             total += reclaim_pool(r, k, HOLD_PID_STAGE_MASK, (uint64_t)(uint32_t)pid << 32 | (uint64_t)k << 24);
+            total += settle_unowned(r, k); /* pid may have died in its claim window */
             continue;
         }
         /* An ordered stage: take the role from the dead owner (RECLAIMING keeps a
@@ -1263,7 +1577,7 @@ int fe_reclaim(fe_ring *r, pid_t pid)
                                                      memory_order_acq_rel, memory_order_relaxed))
             continue;
         total += finish_ordered(r, k);
-        /* release: pairs with the acquire in acquire_role(); a new owner sees c_done */
+        /* release: pairs with the acquire in acquire_role(); a new owner sees frontier */
         atomic_store_explicit(&st->owner, 0, memory_order_release);
     }
     /* A dead producer's role becomes free. */
@@ -1277,7 +1591,6 @@ int fe_reclaim(fe_ring *r, pid_t pid)
 /* At close: what this handle holds moves on flagged failed, and its roles are free. */
 static void release_roles(fe_ring *r)
 {
-    refresh_pid(r);
     struct fe_hdr *h = r->h;
     for (uint32_t k = 1; k <= h->nstages; k++) {
         if (h->kinds[k] == FE_POOL) {
@@ -1292,7 +1605,7 @@ static void release_roles(fe_ring *r)
     }
     if (r->producer) {
         /* claimed, unpublished items are abandoned; release: pairs with fe_in_ring() */
-        atomic_store_explicit(&h->stage[0].c_claim, r->p_pub, memory_order_release);
+        atomic_store_explicit(&h->stage[0].next_seq, r->p_pub, memory_order_release);
         uint64_t me = role_token(r);
         atomic_compare_exchange_strong_explicit(&h->stage[0].owner, &me, 0, memory_order_release,
                                                 memory_order_relaxed);
@@ -1324,8 +1637,18 @@ int fe_stats(const fe_ring *r, uint32_t stage, fe_stage_stats *out)
         return -EINVAL;
     /* counters: relaxed; each value is exact, the set is not a snapshot */
     const struct fe_stage_line *st = &r->h->stage[stage];
-    out->items = atomic_load_explicit(&st->c_done, memory_order_relaxed);
-    out->taken = atomic_load_explicit(&st->c_claim, memory_order_relaxed);
+    if (in_order(r, stage)) {
+        out->items = atomic_load_explicit(&st->frontier, memory_order_relaxed);
+    } else {
+        /* A pool: what it handed out, less what of the last `slots` handed out
+         * is not finished yet (every earlier item is: its slot was reused). */
+        uint64_t next = atomic_load_explicit(&st->next_seq, memory_order_relaxed), open = 0;
+        for (uint64_t s = next - r->h->slots; s != next; s++)
+            open += atomic_load_explicit(&slot_hdr(r, s)->stamp[stage - 1],
+                                         memory_order_relaxed) != s;
+        out->items = next - open;
+    }
+    out->taken = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
     out->waits = atomic_load_explicit(&st->waits, memory_order_relaxed);
     out->stalls = atomic_load_explicit(&st->stalls, memory_order_relaxed);
     out->failed = atomic_load_explicit(&st->failed, memory_order_relaxed);
@@ -1338,7 +1661,7 @@ const char *fe_strerror(int rc)
     case FE_OK: return "success";
     case FE_EOF: return "end of stream";
     case FE_ABORTED: return "ring aborted";
-    case FE_EBADRING: return "not a frame-engine ring (bad magic or size)";
+    case FE_EBADRING: return "not a frame-engine ring (fe_open_why() says which check failed)";
     case FE_EVERSION: return "a frame-engine ring of another layout version";
     case FE_ENOTHELD: return "sequence not held by the caller";
     case FE_ECLOSED: return "ring is closed";

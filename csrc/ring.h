@@ -3,8 +3,7 @@
  * pre-allocated slots, sequenced by 64-bit counters.
  *
  * Items are numbered by a free-running unsigned 64-bit sequence, the first item
- * of a ring 0; item s lives in slot (s & (slots - 1)).  Sequences are compared
- * only by unsigned difference, so wrap-around never matters.
+ * of a ring 0; item s lives in slot (s & (slots - 1)).
  *
  * Stage 0 is the producer (claim, publish, end).  Stages 1..n are consumers,
  * each either a POOL (every item to exactly one member, members may finish out
@@ -21,12 +20,10 @@
  * consecutive items is one strided block of memory: fe_slot(r, s) + i * stride
  * is item s + i, even across the end of the ring.
  *
- * Waking a sleeper costs a publish or a done no fence: a process that creates or
- * opens a ring registers for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), and a
- * waiter about to sleep calls it (a few microseconds, on the way to a futex
- * sleep).  With FE_NO_MEMBARRIER=1 in its environment, or where the kernel
- * refuses membarrier, a process fences on every wake, and its sleepers look
- * again every millisecond while another process maps the ring that does not.
+ * What a take makes visible: the slot's bytes as the previous stage left them,
+ * from fe_take()'s return until fe_done().  How (release/acquire hand-offs, the
+ * membarrier-based wake-up handshake, FE_NO_MEMBARRIER=1): the memory-ordering
+ * contract at the top of ring.c, its one full statement.
  *
  * A handle (fe_ring) is process-local and must be used by one thread at a time
  * for each role; open one handle per thread.  Handles do not survive fork():
@@ -54,10 +51,10 @@ enum fe_status {
      * -ENOENT, -EBUSY, ...).  Ours start far above any errno. */
     FE_EOF = -10001,      /* the producer ended the stream and it is drained */
     FE_ABORTED = -10002,  /* fe_abort() was called on the ring */
-    FE_EBADRING = -10003, /* the segment is not a ring (bad magic or size) */
+    FE_EBADRING = -10003, /* the segment is not a ring (fe_open_why() says why) */
     FE_EVERSION = -10004, /* the segment is a ring of another layout version */
     FE_ENOTHELD = -10005, /* a sequence that the caller does not hold */
-    FE_ECLOSED = -10006,  /* reserved for bindings: the handle is closed */
+    FE_ECLOSED = -10006,  /* the handle was released (fe_release) or closed */
 };
 
 enum fe_stage_kind {
@@ -91,6 +88,15 @@ typedef struct fe_ring fe_ring;
  * The creator must fe_unlink() the name; fe_close() only unmaps. */
 int fe_create(const char *name, const fe_config *cfg, fe_ring **out);
 int fe_open(const char *name, fe_ring **out);
+/* fe_open(), and where it returns FE_EBADRING or FE_EVERSION, *why (if why is
+ * not NULL) names the check that failed: bad magic, version, geometry (which
+ * part), size.  Static text; NULL for other codes. */
+int fe_open_why(const char *name, fe_ring **out, const char **why);
+/* Lets go of what the handle holds, at once: its roles are freed and the items it
+ * holds move on flagged failed, as a dead process's do under fe_reclaim().  The
+ * mapping stays: pointers into slots stay valid until fe_close().  Afterwards
+ * fe_claim(), fe_end() and fe_take() return FE_ECLOSED; fe_close() releases too. */
+void fe_release(fe_ring *r);
 void fe_close(fe_ring *r);
 int fe_unlink(const char *name);
 
@@ -152,7 +158,9 @@ uint64_t fe_ready(const fe_ring *r, uint32_t stage);
 /* Supervisor.  Every item held by the dead process `pid` at any consumer stage
  * is finished for that stage and flagged failed, and its roles are freed;
  * returns how many items, or -EBUSY if `pid` is still alive (a zombie counts
- * as dead).  fe_close() does the same for what one handle holds. */
+ * as dead).  Items of a pool stage claimed before the call and owned by nobody
+ * 50 ms later (a member died between its claim and its records: the claim
+ * window, see ring.c) are moved on the same way; the call then takes 50 ms.  fe_close() does the same for what one handle holds. */
 int fe_reclaim(fe_ring *r, pid_t pid);
 /* 1 if `seq` was flagged failed, 0 if not, negative if seq is not in the ring. */
 int fe_failed(const fe_ring *r, uint64_t seq);

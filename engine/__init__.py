@@ -15,6 +15,7 @@ from engine._version import __version__
 _EXPORTS = {
     "Ring": "engine._ring",
     "RingAborted": "engine._ring",
+    "RingError": "engine._ring",
     "Context": "engine.analysis",
     "analysis": "engine.analysis",
     "AnalysisError": "engine.analysis",
@@ -43,6 +44,7 @@ __all__ = [
     "MainGuardError",
     "Ring",
     "RingAborted",
+    "RingError",
     "RunError",
     "SourceError",
     "Terminated",
@@ -57,7 +59,7 @@ __all__ = [
 assert sorted(__all__) == sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
-    from engine._ring import Ring, RingAborted
+    from engine._ring import Ring, RingAborted, RingError
     from engine.analysis import AnalysisError, Context, analysis
     from engine.api import Frame, Terminated, frames, play
     from engine.batchjobs import BatchItem, batch, batch_results

@@ -39,6 +39,8 @@ cdef extern from "ring.h" nogil:
 
     int fe_create(const char *name, const fe_config *cfg, fe_ring **out)
     int fe_open(const char *name, fe_ring **out)
+    int fe_open_why(const char *name, fe_ring **out, const char **why)
+    void fe_release(fe_ring *r)
     void fe_close(fe_ring *r)
     int fe_unlink(const char *name)
 

@@ -45,8 +45,88 @@ def _unlink_created():
 atexit.register(_unlink_created)
 
 
-class RingAborted(RuntimeError):
+# ---- errors --------------------------------------------------------------
+# One hierarchy: RingError, and subclasses that are also the builtin they mean,
+# so that callers can catch either.  `errno` is the C status as a positive errno
+# (errno.ETIMEDOUT, ...), or for the ring's own codes the FE_* value (negative).
+
+
+class RingError(Exception):
+    """Base of every error of the ring."""
+    _errno = None  # the errno of a class's errors where the raise gives none
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = type(self)._errno if errno is None else errno
+
+
+class RingTimeout(RingError, TimeoutError):
+    """A claim or take timed out."""
+    _errno = ETIMEDOUT
+
+
+class RingEOF(RingError, EOFError):
+    """The producer ended the stream and this stage has handed out every item."""
+    _errno = FE_EOF
+
+
+class RingAborted(RingError, RuntimeError):
     """The ring was aborted: every wait on it fails from then on."""
+    _errno = FE_ABORTED
+
+
+class RingBusy(RingError, RuntimeError):
+    """A role (the producer, an ordered stage's consumer) is held by another live
+    process or another handle."""
+    _errno = EBUSY
+
+
+class RingEnded(RingError, RuntimeError):
+    """The producer ended the stream already: nothing more can be claimed."""
+    _errno = EPIPE
+
+
+class RingNotHeld(RingError, ValueError):
+    """A sequence that the caller does not hold (publish, done)."""
+    _errno = FE_ENOTHELD
+
+
+class RingClosed(RingError, ValueError):
+    """The handle is closed."""
+    _errno = FE_ECLOSED
+
+
+class RingInvalid(RingError, ValueError):
+    """An argument the ring refuses: a stage that does not exist, a size, a sequence
+    not in the ring, a shape larger than a slot."""
+    _errno = EINVAL
+
+
+class RingNotARing(RingError, ValueError):
+    """The segment is not a ring this build can map; `problem` names the check that
+    failed (bad magic, layout version, geometry, size)."""
+
+    def __init__(self, message, errno=None, problem=None):
+        super().__init__(message, errno)
+        self.problem = problem
+
+
+class RingNotFound(RingError, FileNotFoundError):
+    """No shared-memory segment of that name."""
+    _errno = ENOENT
+
+
+class RingExists(RingError, FileExistsError):
+    """A segment of that name exists already."""
+    _errno = EEXIST
+
+
+class RingOSError(RingError, OSError):
+    """Another error of the system (ENOMEM, ENOSPC: /dev/shm full, ...)."""
+
+
+cdef object _errno_of(int rc):
+    return rc if rc <= FE_EOF else -rc
 
 
 cdef int64_t _now_ns() noexcept nogil:
@@ -67,7 +147,7 @@ cdef int64_t _deadline(timeout) except? -2:
         return -1
     t = float(timeout)
     if not t >= 0:  # also refuses NaN
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
+        raise RingInvalid(f"timeout must be None or >= 0 seconds, not {timeout!r}")
     return _now_ns() + <int64_t>(t * 1e9)
 
 
@@ -96,33 +176,53 @@ cdef int _check(int rc, str ring, str what) except -1:
     """Turn a C status into an exception that names the ring and the operation."""
     if rc >= 0:
         return 0
+    e = _errno_of(rc)
     if rc == -ETIMEDOUT:
-        raise TimeoutError(f"ring {ring}: {what} timed out")
+        raise RingTimeout(f"ring {ring}: {what} timed out", e)
     if rc == FE_EOF:
-        raise EOFError(f"ring {ring}: {what}: end of stream")
+        raise RingEOF(f"ring {ring}: {what}: end of stream", e)
     if rc == FE_ABORTED:
-        raise RingAborted(f"ring {ring}: {what}: the ring was aborted")
+        raise RingAborted(f"ring {ring}: {what}: the ring was aborted", e)
     if rc == FE_ENOTHELD:
-        raise ValueError(f"ring {ring}: {what}: sequence not held by this caller")
+        raise RingNotHeld(f"ring {ring}: {what}: sequence not held by this caller", e)
     if rc == -EBUSY:
-        raise RuntimeError(f"ring {ring}: {what}: the role is held by another live process")
+        raise RingBusy(f"ring {ring}: {what}: the role is held by another live process", e)
     if rc == -EPIPE:
-        raise RuntimeError(f"ring {ring}: {what}: the stream has already ended")
+        raise RingEnded(f"ring {ring}: {what}: the stream has already ended", e)
     if rc == -ENOENT:
-        raise FileNotFoundError(f"ring {ring}: no such shared-memory segment")
+        raise RingNotFound(f"ring {ring}: no such shared-memory segment", e)
     if rc == -EEXIST:
-        raise FileExistsError(f"ring {ring}: a segment of that name exists")
+        raise RingExists(f"ring {ring}: a segment of that name exists", e)
     if rc == FE_EBADRING or rc == FE_EVERSION:
-        raise ValueError(f"ring {ring}: {fe_strerror(rc).decode()}")
+        raise RingNotARing(f"ring {ring}: {fe_strerror(rc).decode()}", e)
     if rc == -EINVAL:
-        raise ValueError(f"ring {ring}: {what}: invalid argument")
-    raise OSError(-rc, f"ring {ring}: {what}: {fe_strerror(rc).decode()}")
+        raise RingInvalid(f"ring {ring}: {what}: invalid argument", e)
+    if rc == FE_ECLOSED:
+        raise RingClosed(f"ring {ring}: {what}: ring is closed", e)
+    raise RingOSError(f"ring {ring}: {what}: {fe_strerror(rc).decode()}", e)
 
 
 cdef class _Mapping:
     """Owns the C handle and so the mapping.  Every numpy view holds a reference,
-    as does every wait in flight: the memory goes away only with the last of them."""
+    as does every wait in flight: the memory goes away only with the last of them.
+    What the handle holds (roles, items) is let go sooner, at Ring.close(), or when
+    the last call in flight at that moment returns."""
     cdef fe_ring *r
+    cdef int inflight  # claims and takes of this handle waiting right now
+    cdef bint closing  # Ring.close() was called: release when inflight is 0
+
+    cdef void enter(self) noexcept:
+        self.inflight += 1
+
+    cdef void leave(self) noexcept:
+        self.inflight -= 1
+        if self.closing and self.inflight == 0:
+            fe_release(self.r)
+
+    cdef void close(self) noexcept:
+        self.closing = True
+        if self.inflight == 0:
+            fe_release(self.r)
 
     def __dealloc__(self):
         if self.r is not NULL:
@@ -159,23 +259,23 @@ cdef class Ring:
             stages = (stages,)
         stages = tuple(stages)
         if not 1 <= len(stages) <= FE_MAX_STAGES - 1:
-            raise ValueError(f"stages must list 1 to {FE_MAX_STAGES - 1} consumer stages, not {len(stages)}")
+            raise RingInvalid(f"stages must list 1 to {FE_MAX_STAGES - 1} consumer stages, not {len(stages)}")
         for i, kind in enumerate(stages):
             if kind not in _KINDS:
-                raise ValueError(f"stage {i + 1}: kind must be 'pool' or 'ordered', not {kind!r}")
+                raise RingInvalid(f"stage {i + 1}: kind must be 'pool' or 'ordered', not {kind!r}")
             cfg.kinds[i] = _KINDS[kind]
         if slots < 2 or slots & (slots - 1) or slots > 1 << 30:
-            raise ValueError(f"slots must be a power of two from 2 to 2**30, not {slots}")
+            raise RingInvalid(f"slots must be a power of two from 2 to 2**30, not {slots}")
         if slot_bytes < 1:
-            raise ValueError(f"slot_bytes must be at least 1, not {slot_bytes}")
+            raise RingInvalid(f"slot_bytes must be at least 1, not {slot_bytes}")
         if not 0 <= lookback < slots:
-            raise ValueError(f"lookback must be from 0 to slots - 1 ({slots - 1}), not {lookback}")
+            raise RingInvalid(f"lookback must be from 0 to slots - 1 ({slots - 1}), not {lookback}")
         cfg.slots = slots
         cfg.slot_bytes = slot_bytes
         cfg.nstages = len(stages)
         cfg.lookback = lookback
         if not 0 <= user_bytes <= FE_USER_MAX:
-            raise ValueError(f"user_bytes must be from 0 to {FE_USER_MAX}, not {user_bytes}")
+            raise RingInvalid(f"user_bytes must be from 0 to {FE_USER_MAX}, not {user_bytes}")
         cfg.user_bytes = user_bytes
         bname = name.encode() if name is not None else None
         cdef const char *cname = NULL
@@ -193,11 +293,18 @@ cdef class Ring:
     def open(name: str) -> "Ring":
         """Attach to an existing ring by name; the header is checked first."""
         cdef fe_ring *r = NULL
+        cdef const char *why = NULL
         bname = name.encode()
-        rc = fe_open(bname, &r)
+        cdef const char *cname = bname
+        with nogil:  # mapping a large ring takes a while (its pages are populated)
+            rc = fe_open_why(cname, &r, &why)
         if rc == -EINVAL:  # a name fe_open() refuses, or a folder (shm_open says EINVAL)
-            raise ValueError(f"ring {name}: not a ring name (1 to {FE_NAME_MAX - 1} "
-                             f"characters, no '/' after the first) or not a segment")
+            raise RingInvalid(f"ring {name}: not a ring name (1 to {FE_NAME_MAX - 1} "
+                              f"characters, no '/' after the first) or not a segment", EINVAL)
+        if why is not NULL:
+            problem = why.decode()
+            raise RingNotARing(f"ring {name}: not a frame-engine ring: {problem}",
+                               _errno_of(rc), problem)
         _check(rc, name, "open")
         return Ring._wrap(r)
 
@@ -219,7 +326,7 @@ cdef class Ring:
 
     cdef inline fe_ring *_h(self) except NULL:
         if self._m is None:
-            raise ValueError(f"ring {self.name}: ring is closed")
+            raise RingClosed(f"ring {self.name}: ring is closed", FE_ECLOSED)
         return self._m.r
 
     cdef int _stage(self, stage, int first=1) except -1:
@@ -233,7 +340,7 @@ cdef class Ring:
             except TypeError:
                 k = None
         if k is None or not first <= k <= self._nstages:
-            raise ValueError(
+            raise RingInvalid(
                 f"ring {self.name}: stage {stage!r} does not exist: the consumer stages are "
                 f"1..{self._nstages} {self.stages}")
         return k
@@ -284,18 +391,25 @@ cdef class Ring:
         cdef int rc
         cdef uint32_t cn
         if not 1 <= n <= self.slots - self.lookback:
-            raise ValueError(
+            raise RingInvalid(
                 f"ring {self.name}: claim of {n} items: must be 1..{self.slots - self.lookback} "
                 f"(slots - lookback)")
         cn = n
-        while True:
-            with nogil:
-                rc = fe_claim(r, cn, _slice(deadline), &seq)
-            if not _again(r, rc, deadline):
-                break
+        keep.enter()
+        try:
+            while True:
+                with nogil:
+                    rc = fe_claim(r, cn, _slice(deadline), &seq)
+                if not _again(r, rc, deadline):
+                    break
+                if keep.closing:  # closed by another thread: stop at the end of a slice
+                    rc = FE_ECLOSED
+                    break
+        finally:
+            keep.leave()
         if rc < 0:  # messages are built only on failure: this is the per-frame path
             if rc == -EBUSY:
-                raise RuntimeError(f"ring {self.name}: claim of {n}: {_PRODUCER_HELD}")
+                raise RingBusy(f"ring {self.name}: claim of {n}: {_PRODUCER_HELD}")
             _check(rc, self.name, f"claim of {n}")
         return seq
 
@@ -303,20 +417,20 @@ cdef class Ring:
         """Hand claimed items, in order, to stage 1."""
         cdef fe_ring *r = self._h()
         if n < 1:
-            raise ValueError(f"ring {self.name}: publish of {n} items")
+            raise RingInvalid(f"ring {self.name}: publish of {n} items")
         rc = fe_publish(r, seq, n)
         if rc == 0:
             return
         if rc == FE_ENOTHELD:
-            raise ValueError(f"ring {self.name}: publish {seq}..{seq + n - 1}: not the next "
-                             f"claimed, unpublished items of this producer")
+            raise RingNotHeld(f"ring {self.name}: publish {seq}..{seq + n - 1}: not the next "
+                              f"claimed, unpublished items of this producer")
         _check(rc, self.name, "publish")
 
     def end(self) -> None:
         """End the stream after the published items; consumers drain, then get EOFError."""
         rc = fe_end(self._h())
         if rc == -EBUSY:
-            raise RuntimeError(f"ring {self.name}: end: {_PRODUCER_HELD}")
+            raise RingBusy(f"ring {self.name}: end: {_PRODUCER_HELD}")
         _check(rc, self.name, "end")
 
     def abandon(self) -> None:
@@ -324,7 +438,7 @@ cdef class Ring:
         filled); the next claim starts right after the published ones."""
         rc = fe_abandon(self._h())
         if rc == FE_ENOTHELD:
-            raise ValueError(f"ring {self.name}: abandon: this handle is not the producer")
+            raise RingNotHeld(f"ring {self.name}: abandon: this handle is not the producer")
 
     def abort(self) -> None:
         """Wake every waiter with RingAborted, now and for every later wait."""
@@ -343,16 +457,23 @@ cdef class Ring:
         cdef int64_t deadline = _deadline(timeout)
         cdef int rc
         if max_n < 1:
-            raise ValueError(f"ring {self.name}: max_n must be at least 1, not {max_n}")
+            raise RingInvalid(f"ring {self.name}: max_n must be at least 1, not {max_n}")
         cdef uint32_t cmax = self.slots if max_n > self.slots else max_n
-        while True:
-            with nogil:
-                rc = fe_take(r, cstage, cmax, _slice(deadline), &seq, &n)
-            if not _again(r, rc, deadline):
-                break
+        keep.enter()
+        try:
+            while True:
+                with nogil:
+                    rc = fe_take(r, cstage, cmax, _slice(deadline), &seq, &n)
+                if not _again(r, rc, deadline):
+                    break
+                if keep.closing:  # closed by another thread: stop at the end of a slice
+                    rc = FE_ECLOSED
+                    break
+        finally:
+            keep.leave()
         if rc < 0:
             if rc == -EBUSY:
-                raise RuntimeError(
+                raise RingBusy(
                     f"ring {self.name}: take at stage {stage}: the stage is ordered and "
                     f"another live process (or another handle) is its consumer: it has one")
             _check(rc, self.name, f"take at stage {stage}")
@@ -363,13 +484,13 @@ cdef class Ring:
         cdef fe_ring *r = self._h()
         cdef uint32_t cstage = self._stage(stage)
         if not 1 <= n <= self.slots:
-            raise ValueError(f"ring {self.name}: done of {n} items: must be 1..{self.slots}")
+            raise RingInvalid(f"ring {self.name}: done of {n} items: must be 1..{self.slots}")
         rc = fe_done(r, cstage, seq, n)
         if rc == 0:
             return
         if rc == FE_ENOTHELD:
-            raise ValueError(f"ring {self.name}: done {seq}..{seq + n - 1} at stage {stage}: "
-                             f"not held by this caller at that stage")
+            raise RingNotHeld(f"ring {self.name}: done {seq}..{seq + n - 1} at stage {stage}: "
+                              f"not held by this caller at that stage")
         _check(rc, self.name, f"done at stage {stage}")
 
     def ready(self, stage) -> int:
@@ -380,7 +501,11 @@ cdef class Ring:
 
     def reclaim(self, pid: int) -> int:
         """Move on the items a dead process held, flagged failed; return how many."""
-        rc = fe_reclaim(self._h(), pid)
+        cdef fe_ring *r = self._h()
+        cdef _Mapping keep = self._m
+        cdef int cpid = pid
+        with nogil:  # it may wait out the claim window's grace period (50 ms)
+            rc = fe_reclaim(r, cpid)
         _check(rc, self.name, f"reclaim of pid {pid}")
         return rc
 
@@ -388,7 +513,7 @@ cdef class Ring:
         """True if a stage gave up on item `seq` (its holder died)."""
         rc = fe_failed(self._h(), seq)
         if rc < 0:
-            raise ValueError(f"ring {self.name}: item {seq} is not in the ring")
+            raise RingInvalid(f"ring {self.name}: item {seq} is not in the ring")
         return rc == 1
 
     def stats(self, stage=None):
@@ -411,8 +536,8 @@ cdef class Ring:
         with `shape`/`dtype`, an array of that layout `offset` bytes into the slot."""
         cdef fe_ring *r = self._h()
         if not fe_in_ring(r, seq):
-            raise ValueError(f"ring {self.name}: item {seq} is not in the ring "
-                             f"(not claimed yet, or its slot was reused)")
+            raise RingInvalid(f"ring {self.name}: item {seq} is not in the ring "
+                              f"(not claimed yet, or its slot was reused)")
         return self._array(<char *>fe_slot(r, seq), 0, shape, dtype, readonly, offset,
                            self.slot_bytes)
 
@@ -421,9 +546,9 @@ cdef class Ring:
         """One array over the run of items [seq, seq + n): axis 0 is the item."""
         cdef fe_ring *r = self._h()
         if not 1 <= n <= self.slots:
-            raise ValueError(f"ring {self.name}: views of {n} items: must be 1..{self.slots}")
+            raise RingInvalid(f"ring {self.name}: views of {n} items: must be 1..{self.slots}")
         if not (fe_in_ring(r, seq) and fe_in_ring(r, seq + n - 1)):
-            raise ValueError(f"ring {self.name}: items {seq}..{seq + n - 1} are not all in the ring")
+            raise RingInvalid(f"ring {self.name}: items {seq}..{seq + n - 1} are not all in the ring")
         return self._array(<char *>fe_slot(r, seq), n, shape, dtype, readonly, offset,
                            self.slot_bytes)
 
@@ -433,7 +558,7 @@ cdef class Ring:
         cdef fe_ring *r = self._h()
         cdef uint32_t size = fe_user_bytes(r)
         if size == 0:
-            raise ValueError(f"ring {self.name}: created without a user area (user_bytes=0)")
+            raise RingInvalid(f"ring {self.name}: created without a user area (user_bytes=0)")
         return self._array(<char *>fe_user(r), 0, shape, dtype, False, offset, size)
 
     cdef object _array(self, char *ptr, Py_ssize_t n, shape, dtype, bint readonly,
@@ -446,28 +571,28 @@ cdef class Ring:
         cdef Py_ssize_t itemsize = dt.itemsize
         cdef Py_ssize_t size = itemsize
         if offset < 0 or offset > limit or offset % dt.alignment:
-            raise ValueError(f"ring {self.name}: offset {offset} is outside the slot or not "
-                             f"aligned for {dt}")
+            raise RingInvalid(f"ring {self.name}: offset {offset} is outside the slot or not "
+                              f"aligned for {dt}")
         if shape is None:
             shape = ((limit - offset) // itemsize,)
         elif isinstance(shape, int):
             shape = (shape,)
         if len(shape) > 32:
-            raise ValueError("shape has too many dimensions")
+            raise RingInvalid("shape has too many dimensions")
         if n:
             dims[0] = n
             strides[0] = self.stride
             nd = 1
         for d in shape:
             if d < 0:
-                raise ValueError(f"ring {self.name}: negative dimension in shape {shape}")
+                raise RingInvalid(f"ring {self.name}: negative dimension in shape {shape}")
             dims[nd] = d
             nd += 1
             size *= d
         if size + offset > limit:
-            raise ValueError(f"ring {self.name}: an item of shape {tuple(shape)} and dtype {dt} "
-                             f"({size} bytes) at offset {offset} is larger than a slot "
-                             f"({limit} bytes)")
+            raise RingInvalid(f"ring {self.name}: an item of shape {tuple(shape)} and dtype {dt} "
+                              f"({size} bytes) at offset {offset} is larger than a slot "
+                              f"({limit} bytes)")
         # C-contiguous strides inside the item; axis 0 of a run steps by the slot stride
         cdef Py_ssize_t acc = itemsize
         i = nd - 1
@@ -486,17 +611,23 @@ cdef class Ring:
         cdef fe_ring *r = self._h()
         cdef const unsigned char[::1] src = memoryview(data).cast("B")
         if <uint64_t>src.shape[0] > self.slot_bytes:
-            raise ValueError(f"ring {self.name}: an item of {src.shape[0]} bytes is larger than "
-                             f"a slot ({self.slot_bytes} bytes)")
+            raise RingInvalid(f"ring {self.name}: an item of {src.shape[0]} bytes is larger than "
+                              f"a slot ({self.slot_bytes} bytes)")
         if not fe_in_ring(r, seq):
-            raise ValueError(f"ring {self.name}: item {seq} is not in the ring")
+            raise RingInvalid(f"ring {self.name}: item {seq} is not in the ring")
         if src.shape[0]:
             memcpy(fe_slot(r, seq), &src[0], src.shape[0])
 
     # ---- lifecycle -------------------------------------------------------
 
     def close(self) -> None:
-        """Detach.  Views handed out stay valid: the mapping goes with the last of them."""
+        """Detach.  The handle's roles (producer, ordered consumer) are freed and the
+        items it holds move on flagged failed at once, as a dead process's do (or,
+        if another thread of this handle is waiting in claim or take, when that
+        wait returns: within half a second).  Views handed out stay valid: the
+        mapping goes with the last of them."""
+        if self._m is not None:
+            self._m.close()
         self._m = None
 
     def unlink(self) -> None:

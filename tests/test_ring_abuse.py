@@ -26,8 +26,16 @@ SHM = "/dev/shm"
 # struct fe_hdr (csrc/ring.c) starts with uint64_t magic, then uint32_t version.
 VERSION_AT = 8
 SLOT_HDR_BYTES = 64  # struct fe_slot_hdr: one cache line (a _Static_assert in ring.c)
-NOT_A_RING = "not a frame-engine ring (bad magic or size)"
-OTHER_VERSION = "a frame-engine ring of another layout version"
+# What Ring.open says of each kind of damage (RingNotARing, a ValueError), after
+# "not a frame-engine ring: ".
+BAD_MAGIC = "bad magic: not a frame-engine ring, or one still being created"
+OTHER_VERSION = "a ring of another layout version (made by another build)"
+TOO_SMALL = "bad size: too small to hold a ring header"
+WRONG_SIZE = "bad size: the segment's size is not the header's total (truncated or grown)"
+BAD_SLOTS = "bad geometry: the slot count is not a power of two from 2 to 2^30"
+BAD_KIND = "bad geometry: a stage is neither a pool nor ordered"
+# The configuration is the header's last two cache lines: slots first, kinds a line on.
+SLOTS_FROM_END, KINDS_FROM_END = 128, 64
 
 OPEN_EACH = textwrap.dedent(
     """
@@ -98,37 +106,55 @@ def shm_files():
 def test_segments_that_are_not_rings_are_refused_by_name_never_a_crash(make_ring, shm_files):
     ring = make_ring(slots=8, slot_bytes=4096, stages=("pool", "ordered"), user_bytes=64)
     hdr = header_bytes(ring)
-    assert hdr >= 64 and hdr % 64 == 0  # 1408 in layout 2: 22 cache lines
+    assert hdr >= 64 and hdr % 64 == 0  # 1408 in layouts 2 and 3: 22 cache lines
     with open(f"{SHM}/{ring.name}", "rb") as f:
         image = f.read()
     (version,) = struct.unpack_from("<I", image, VERSION_AT)
     rng = np.random.default_rng(5)
 
-    refused = {  # name -> what the refusal must say
-        shm_files("random", rng.bytes(1 << 16)): NOT_A_RING,
-        shm_files("zeros", bytes(1 << 16)): NOT_A_RING,
-        shm_files("shortheader", image[: hdr - 1]): NOT_A_RING,  # right magic and version
-        shm_files("randomheader", rng.bytes(hdr)): NOT_A_RING,
-        shm_files("headeronly", image[:hdr]): NOT_A_RING,  # a ring's header, no slots
-        shm_files("grown", image + bytes(4096)): NOT_A_RING,  # larger than it says
-        shm_files("folder"): "not a ring name (1 to 63 characters, no '/' after the first) "
-        "or not a segment",
+    def not_a_ring(problem):
+        return f"RingNotARing: ring {{}}: not a frame-engine ring: {problem}"
+
+    refused = {  # name -> what the refusal must say (the name filled in)
+        shm_files("random", rng.bytes(1 << 16)): not_a_ring(BAD_MAGIC),
+        shm_files("zeros", bytes(1 << 16)): not_a_ring(BAD_MAGIC),
+        shm_files("shortheader", image[: hdr - 1]): not_a_ring(TOO_SMALL),  # right magic
+        shm_files("randomheader", rng.bytes(hdr)): not_a_ring(BAD_MAGIC),
+        shm_files("headeronly", image[:hdr]): not_a_ring(WRONG_SIZE),  # no slots
+        shm_files("grown", image + bytes(4096)): not_a_ring(WRONG_SIZE),
+        shm_files("folder"): "RingInvalid: ring {}: not a ring name (1 to 63 characters, "
+        "no '/' after the first) or not a segment",
     }
     # A ring of another layout version: a real one, its version field patched.
     for tag, other in (("newer", version + 1), ("older", version - 1), ("unset", 0)):
         patched = bytearray(image)
         struct.pack_into("<I", patched, VERSION_AT, other)
-        refused[shm_files(tag, bytes(patched))] = OTHER_VERSION
+        refused[shm_files(tag, bytes(patched))] = not_a_ring(OTHER_VERSION)
+    # Its geometry damaged: 3 slots, a stage of kind 9.
+    for tag, at, value, problem in (
+        ("slots3", hdr - SLOTS_FROM_END, 3, BAD_SLOTS),
+        ("kind9", hdr - KINDS_FROM_END + 1, 9, BAD_KIND),
+    ):
+        patched = bytearray(image)
+        if tag == "slots3":
+            assert struct.unpack_from("<I", patched, at)[0] == ring.slots
+            struct.pack_into("<I", patched, at, value)
+        else:
+            assert patched[at] == 1  # FE_POOL
+            patched[at] = value
+        refused[shm_files(tag, bytes(patched))] = not_a_ring(problem)
     # A real ring's segment, truncated: a byte short, half, the first page (no slots),
     # eight bytes, nothing (and above, to one byte short of its header, and to it).
     for size in (len(image) - 1, len(image) // 2, 4096, 8, 0):
-        refused[shm_files(f"truncated{size}", image[:size])] = NOT_A_RING
+        refused[shm_files(f"truncated{size}", image[:size])] = not_a_ring(
+            WRONG_SIZE if size >= hdr else TOO_SMALL
+        )
     intact = shm_files("intact", copy_of=ring.name)
 
     said = open_each_in_a_child([*refused, intact])
     assert said.pop(intact) == "opened"  # the copy as it was: the refusals are not blanket
     for name, problem in refused.items():
-        assert said[name] == f"ValueError: ring {name}: {problem}"
+        assert said[name] == problem.format(name)
         assert os.path.exists(f"{SHM}/{name}")  # refused, and left alone
 
 

@@ -211,18 +211,59 @@ def test_wait_releases_the_gil(make_ring):
 
 
 def test_close_from_another_thread_does_not_unmap_under_a_waiter(make_ring):
+    """The waiter's take ends (closed) at the end of a slice instead of being cut
+    short under it, and then the ordered stage is free for another handle."""
     r = make_ring(slots=4, slot_bytes=8, stages=("ordered",))
     producer = Ring.open(r.name)
     got = []
-    t = threading.Thread(target=lambda: got.append(r.take(1, timeout=20)))
+
+    def waiter():
+        try:
+            got.append(r.take(1, timeout=20))
+        except ValueError as e:
+            got.append(e)
+
+    t = threading.Thread(target=waiter)
     t.start()
     wait_until(lambda: producer.stats(1)["waits"] >= 1, what="the consumer to sleep")
     r.close()
     gc.collect()
-    put(producer)
     t.join(20)
-    assert got == [(0, 1)]
+    assert len(got) == 1 and "closed" in str(got[0])
+    put(producer)
+    other = Ring.open(r.name)
+    assert other.take(1, timeout=0) == (0, 1)
+    other.close()
     producer.close()
+
+
+def test_close_lets_go_while_views_live(make_ring):
+    """close() frees the handle's roles and moves the items it holds on, flagged
+    failed, at once; only the unmapping waits for the views."""
+    r = make_ring(slots=8, slot_bytes=8, stages=("pool", "ordered"))
+    producer, member, ordered = (Ring.open(r.name) for _ in range(3))
+    seq = producer.claim(3)
+    producer.publish(seq, 2)  # item 2 stays claimed, unpublished
+    assert member.take(1, max_n=2, timeout=0) == (0, 2)
+    views = [member.view(0), producer.view(2)]
+    views[0][:] = 5
+    member.close()
+    # The pool member's items moved on flagged failed at once.
+    assert ordered.take(2, max_n=4, timeout=0) == (0, 2)
+    assert ordered.failed(0) and ordered.failed(1)
+    views.append(ordered.view(1))
+    ordered.close()
+    # Its ordered role is free, and what it held went on to the producer.
+    other = Ring.open(r.name)
+    with pytest.raises(TimeoutError):
+        other.take(2, timeout=0)
+    # The producer role is free, and the unpublished item is abandoned.
+    producer.close()
+    again = Ring.open(r.name)
+    assert again.claim(1, timeout=0) == 2
+    assert [int(v[0]) for v in views[:1]] == [5]  # the mapping lives on
+    for h in (other, again):
+        h.close()
 
 
 def test_abort_wakes_every_waiter(make_ring):
@@ -352,3 +393,34 @@ def test_fe_shm_tag_marks_the_names_a_program_makes(tag, pattern):
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.strip()
     assert re.fullmatch(pattern, name), name
+
+
+def test_errors_are_ring_errors_and_the_builtin_they_mean(make_ring):
+    """One hierarchy: each error is a RingError and the builtin it means, and
+    carries the errno (positive) or the ring's own code (negative)."""
+    import errno
+
+    from engine import RingError
+    from engine._ring import RingBusy, RingEOF, RingInvalid, RingNotFound, RingNotHeld, RingTimeout
+
+    r = make_ring(slots=4, slot_bytes=8, stages=("ordered",))
+    other = Ring.open(r.name)
+    cases = []
+    for call, cls, builtin, code in [
+        (lambda: r.take(1, timeout=0), RingTimeout, TimeoutError, errno.ETIMEDOUT),
+        (lambda: Ring.open("fe-0-nothing"), RingNotFound, FileNotFoundError, errno.ENOENT),
+        (lambda: r.done(1, 0), RingNotHeld, ValueError, -10005),
+        (lambda: r.take(7), RingInvalid, ValueError, errno.EINVAL),
+        (lambda: (r.claim(1), other.claim(1, timeout=0)), RingBusy, RuntimeError, errno.EBUSY),
+        (
+            lambda: (r.publish(0), r.end(), r.take(1), r.done(1, 0), r.take(1)),
+            RingEOF,
+            EOFError,
+            -10001,
+        ),
+    ]:
+        with pytest.raises(builtin) as info:
+            call()
+        cases.append((type(info.value), isinstance(info.value, RingError), info.value.errno))
+        assert cases[-1] == (cls, True, code), info.value
+    other.close()

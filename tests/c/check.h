@@ -216,6 +216,17 @@ static inline int test_reap_report(pid_t pid, int fd, void *report, size_t bytes
     return got == (ssize_t)bytes;
 }
 
+/* ---- named scenarios --------------------------------------------------------- */
+
+/* Runs a scenario, a `static void name(void)` function, with its name on stderr
+ * first: a failed CHECK's file:line then follows the name of its scenario. */
+#define RUN_SCENARIO(fn) test_run_scenario_(#fn, fn)
+static inline void test_run_scenario_(const char *name, void (*fn)(void))
+{
+    fprintf(stderr, "-- %s\n", name);
+    fn();
+}
+
 /* ---- ring set-up and tear-down -------------------------------------------- */
 
 /* The stage kinds of the usual two-stage ring: a pool, then an ordered stage. */

@@ -16,6 +16,7 @@
  *      producer handle claims (no -EBUSY; -EBUSY before the close), its first
  *      claim is the sequence right after the published item, and the
  *      consumers see both producers' items in order, none flagged failed.
+ * (iv) fe_release() does all this at once but keeps the mapping until fe_close().
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -227,6 +228,31 @@ static void producer_closes(void)
     test_close_unlink(name, ord, pool, p2, ctl);
 }
 
+/* (iv) fe_release() lets go at once but keeps the mapping: the released
+ * member's items move on flagged failed, its slot pointers stay valid until
+ * fe_close(), and it can take nothing more. */
+static void release_keeps_mapping(void)
+{
+    const char *name = test_ring_name();
+    fe_ring *prod = test_create(name, 8, 64, 0, 2, TEST_POOL_ORDERED), *m, *ord;
+    test_open(name, &m, &ord);
+    uint64_t s;
+    uint32_t n;
+    produce(prod, 3, 0, 5000);
+    take_exactly(m, 1, 2, 0, 2);
+    uint64_t *p = fe_slot(m, 1);
+    fe_release(m);
+    take_exactly(ord, 2, 8, 0, 2);
+    check_items(ord, 0, 2, 5000, 1);
+    CHECK_RC(fe_take(m, 1, 8, 0, &s, &n), FE_ECLOSED);
+    CHECK_RC(fe_claim(m, 1, 0, &s), FE_ECLOSED);
+    CHECK_RC(fe_done(m, 1, 0, 2), FE_ENOTHELD);
+    CHECK_EQ(*p, 5001); /* still mapped */
+    fe_release(m); /* again: nothing */
+    CHECK_EQ(stats(prod, 1).failed, 2);
+    test_close_unlink(name, m, ord, prod);
+}
+
 int main(void)
 {
     test_watchdog(30);
@@ -236,5 +262,6 @@ int main(void)
     ordered_owner_closes(ordered_last, 2);
     ordered_owner_closes(ordered_first, 1);
     producer_closes();
+    release_keeps_mapping();
     return TEST_PASS;
 }

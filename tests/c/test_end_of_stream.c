@@ -1,11 +1,14 @@
 /*
  * End of stream: after fe_end, fe_end_seq is the number of published items,
  * consumers first drain what was published and then get FE_EOF (and keep
- * getting it), at every stage, with any timeout; claimed but unpublished
- * items are abandoned.  A consumer blocked with an infinite timeout is woken
- * by fe_end with FE_EOF.  A stream of zero items ends at once.  A stage
- * whose last item is still held by the stage before it waits for that item
- * instead of ending early.
+ * getting it), at every stage, with any timeout.  Scenarios:
+ *   zero_items_wake_a_blocked_consumer: a stream of zero items ends at once,
+ *       and a consumer blocked with an infinite timeout is woken with FE_EOF.
+ *   drain_then_eof_unpublished_abandoned: five published, two claimed and
+ *       abandoned; the pool drains and gets FE_EOF; the ordered stage, blocked,
+ *       waits while the pool holds items, then drains all 5 in order.
+ *   last_item_held_is_not_the_end: a stage whose last item is still held by
+ *       the stage before it waits for that item (-ETIMEDOUT, not FE_EOF).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -45,40 +48,50 @@ static void *drain(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-int main(void)
+/* Starts drain() of `stage` in a thread. */
+static pthread_t start_drain(uint32_t stage)
 {
-    test_watchdog(30);
+    pthread_t t;
+    atomic_store(&g_returned, 0);
+    CHECK(pthread_create(&t, NULL, drain, (void *)(uintptr_t)stage) == 0);
+    return t;
+}
 
-    /* Zero items, and a consumer already waiting. */
-    {
-        g_name = test_ring_name();
-        fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *c;
-        test_open(g_name, &c);
-        pthread_t t;
-        atomic_store(&g_returned, 0);
-        CHECK(pthread_create(&t, NULL, drain, (void *)(uintptr_t)1) == 0);
-        test_sleep_ns(50 * 1000000LL); /* let it block; not asserted */
-        CHECK_EQ(atomic_load(&g_returned), 0);
-        CHECK(fe_end_seq(prod) == UINT64_MAX);
-        CHECK_RC(fe_end(prod), FE_OK);
-        void *ret;
-        CHECK(pthread_join(t, &ret) == 0);
-        CHECK_RC((int)(intptr_t)ret, FE_EOF);
-        CHECK_EQ(g_items, 0);
-        CHECK_EQ(fe_end_seq(c), 0);
-        uint64_t s;
-        uint32_t n;
-        CHECK_RC(fe_take(c, 1, 1, 0, &s, &n), FE_EOF);
-        CHECK_RC(fe_take(c, 2, 1, -1, &s, &n), FE_EOF);
-        test_close_unlink(g_name, c, prod);
-    }
+/* drain() ended with FE_EOF after `items` items. */
+static void join_drain(pthread_t t, uint64_t items)
+{
+    void *ret;
+    CHECK(pthread_join(t, &ret) == 0);
+    CHECK_RC((int)(intptr_t)ret, FE_EOF);
+    CHECK_EQ(g_items, items);
+}
 
-    /* Five published, two claimed and abandoned. */
+static void zero_items_wake_a_blocked_consumer(void)
+{
+    g_name = test_ring_name();
+    fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *c;
+    test_open(g_name, &c);
+    pthread_t t = start_drain(1);
+    test_sleep_ns(50 * 1000000LL); /* let it block; not asserted */
+    CHECK_EQ(atomic_load(&g_returned), 0);
+    CHECK(fe_end_seq(prod) == UINT64_MAX);
+    CHECK_RC(fe_end(prod), FE_OK);
+    join_drain(t, 0);
+    CHECK_EQ(fe_end_seq(c), 0);
+    uint64_t s;
+    uint32_t n;
+    CHECK_RC(fe_take(c, 1, 1, 0, &s, &n), FE_EOF);
+    CHECK_RC(fe_take(c, 2, 1, -1, &s, &n), FE_EOF);
+    test_close_unlink(g_name, c, prod);
+}
+
+static void drain_then_eof_unpublished_abandoned(void)
+{
     g_name = test_ring_name();
     fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *p1, *p2, *ord;
     test_open(g_name, &p1, &p2, &ord);
-    uint64_t seq, s;
-    uint32_t n;
+    uint64_t seq, s, s2;
+    uint32_t n, n2;
     CHECK_RC(fe_claim(prod, 5, 0, &seq), FE_OK);
     for (uint64_t i = 0; i < 5; i++)
         test_put_u64(fe_slot(prod, i), 100 + i);
@@ -87,10 +100,7 @@ int main(void)
     CHECK_EQ(seq, 5);
 
     /* The ordered stage waits (blocked) while the pool still works. */
-    pthread_t t;
-    atomic_store(&g_returned, 0);
-    CHECK(pthread_create(&t, NULL, drain, (void *)(uintptr_t)2) == 0);
-
+    pthread_t t = start_drain(2);
     CHECK_RC(fe_end(prod), FE_OK);
     CHECK_EQ(fe_end_seq(p1), 5);
     CHECK_EQ(fe_end_seq(ord), 5);
@@ -99,8 +109,6 @@ int main(void)
     CHECK_RC(fe_take(p1, 1, 3, 0, &s, &n), FE_OK);
     CHECK_EQ(s, 0);
     CHECK_EQ(n, 3);
-    uint64_t s2;
-    uint32_t n2;
     CHECK_RC(fe_take(p2, 1, 8, -1, &s2, &n2), FE_OK);
     CHECK_EQ(s2, 3);
     CHECK_EQ(n2, 2);
@@ -113,18 +121,18 @@ int main(void)
     CHECK_RC(fe_done(p1, 1, 0, 3), FE_OK);
 
     /* The ordered consumer, blocked until now, drains all 5 in order. */
-    void *ret;
-    CHECK(pthread_join(t, &ret) == 0);
-    CHECK_RC((int)(intptr_t)ret, FE_EOF);
-    CHECK_EQ(g_items, 5);
+    join_drain(t, 5);
     CHECK_RC(fe_take(ord, 2, 8, 0, &s, &n), FE_EOF);
     test_close_unlink(g_name, ord, p2, p1, prod);
+}
 
-    /* The pool holds the last item after the end: the ordered stage waits
-     * for it (-ETIMEDOUT, not FE_EOF), gets it, then FE_EOF. */
+static void last_item_held_is_not_the_end(void)
+{
     g_name = test_ring_name();
-    prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED);
+    fe_ring *prod = test_create(g_name, 8, 64, 0, 2, TEST_POOL_ORDERED), *p1, *ord;
     test_open(g_name, &p1, &ord);
+    uint64_t seq, s, last_s;
+    uint32_t n, last_n;
     CHECK_RC(fe_claim(prod, 5, 0, &seq), FE_OK);
     CHECK_RC(fe_publish(prod, 0, 5), FE_OK);
     CHECK_RC(fe_claim(prod, 1, 0, &seq), FE_OK);
@@ -135,8 +143,6 @@ int main(void)
     CHECK_EQ(s, 0);
     CHECK_EQ(n, 4);
     CHECK_RC(fe_done(p1, 1, s, n), FE_OK);
-    uint64_t last_s;
-    uint32_t last_n;
     CHECK_RC(fe_take(p1, 1, 4, -1, &last_s, &last_n), FE_OK);
     CHECK_EQ(last_s, 4);
     CHECK_EQ(last_n, 1);
@@ -165,5 +171,13 @@ int main(void)
     CHECK_EQ(fe_ready(ord, 1), 0);
     CHECK_EQ(fe_ready(ord, 2), 0);
     test_close_unlink(g_name, ord, p1, prod);
+}
+
+int main(void)
+{
+    test_watchdog(30);
+    RUN_SCENARIO(zero_items_wake_a_blocked_consumer);
+    RUN_SCENARIO(drain_then_eof_unpublished_abandoned);
+    RUN_SCENARIO(last_item_held_is_not_the_end);
     return TEST_PASS;
 }
