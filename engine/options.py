@@ -35,6 +35,8 @@ class PlayOptions:
     headless: bool | None = None  # None: headless where there is no display
     live: bool | None = None  # None: as the source says (a camera, a stream)
     output: str | None = None
+    output_codec: str | None = None  # None: the extension's (engine.videofile.FORMATS)
+    output_crf: float | None = None  # None: the encoder's default in engine.videofile
     results: str | None = None
     stats_json: str | None = None
     quiet: bool = False
@@ -100,6 +102,7 @@ class PlayOptions:
             "fps": (float, True),
             "start": (float, False),
             "step_timeout": (float, True),
+            "output_crf": (float, True),
             "untimed": (bool, False),
             "quiet": (bool, False),
             "debug": (bool, False),
@@ -139,17 +142,6 @@ class PlayOptions:
                     f"{option} {path}: is {seen[real]}: it would be overwritten", exit_code=2
                 )
             seen[real] = option
-        if self.output is not None:
-            ext = os.path.splitext(self.output)[1].lower()
-            if ext not in VIDEO_EXTENSIONS:
-                raise RunError(
-                    f"--output {self.output}: frame-engine writes "
-                    f"{', '.join(VIDEO_EXTENSIONS)} files",
-                    exit_code=2,
-                )
-
-
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")  # what --output writes
 
 
 def ring_slots(frames: int, lookback: int, slot_bytes: int, max_memory: int) -> int:

@@ -90,6 +90,8 @@ class Player:
             while self.turn():
                 pass
         finally:
+            if run.writer_stage:  # the frame on screen goes to the writer too
+                self.release_shown()
             run.stats.reanchors = self.clock.reanchors
             # the last frame is still held on screen: count what was shown or dropped
             done = run.stats.frames_shown + run.stats.dropped_late
@@ -140,9 +142,9 @@ class Player:
         run = self.run
         run.supervise()
         self.next_supervise = now + SUPERVISE_S
-        # the bar follows the ring's counter: frames through the display stage
-        # (less those read only as context: those are published first)
-        done = max(0, run.ring.stats(run.display_stage)["items"] - run.stats.context(run))
+        # the bar follows the ring's counter: frames through the last stage, the
+        # display or the writer (less those read only as context: published first)
+        done = max(0, run.ring.stats(len(run.stages))["items"] - run.stats.context(run))
         self.view.progress(done, run.stats.postfix(run))
 
     def pull_arrivals(self, now: float) -> float:
@@ -261,7 +263,7 @@ class Player:
         for sink in self.sinks:
             sink.shown(record, image)
         if self.shown is not None:
-            self.arrivals.release(self.shown.seq)
+            self.arrivals.release(self.shown.seq, shown=True)
         self.shown = record
         self.last_index = record.index
         late = 0.0 if self.untimed else self.clock.showing(record.index, now)
@@ -275,7 +277,7 @@ class Player:
         if self.shown is not None:
             if self.windowed:
                 self.view.keep_copy()
-            self.arrivals.release(self.shown.seq)
+            self.arrivals.release(self.shown.seq, shown=True)
             self.shown = None
 
     def drop(self, record: FrameRecord) -> None:

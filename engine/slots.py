@@ -10,8 +10,8 @@ import numpy as np
 
 from engine._ring import Ring
 
-# Per-frame metadata, written by the reader (index, pts, epoch) and the analyzer
-# (status, worker, result_len, analysis_ns).
+# Per-frame metadata, written by the reader (index, pts, epoch), the analyzer
+# (status, worker, result_len, analysis_ns) and the display (shown, for the writer).
 META = np.dtype(
     [
         ("index", "<i8"),  # frame number in the source
@@ -23,7 +23,7 @@ META = np.dtype(
         ("result_len", "<i4"),
         ("steps_len", "<i4"),  # the ordered steps' results (JSON), when the run has steps
         ("steps_status", "<i4"),  # OK, or ERROR (a step raised: its report is there)
-        ("pad", "<i4"),
+        ("shown", "<i4"),  # set by the display as it lets the frame go: 1 shown, 0 not
     ]
 )
 # Analysis status: done; raised (stops the run); raised under --on-error skip;

@@ -77,6 +77,7 @@ class RunStats:
         self.errors: dict[str, dict] = {}
         self.ended = "end"  # why the run ended: end, quit, interrupted, terminated, error
         self.seeks = 0
+        self.output: dict | None = None  # --output: what the writer wrote (the supervisor's)
         self.analysis_ms = Samples()
         self.timing_error_ms = Samples()
         self.t_start = self.t_end = time.monotonic()
@@ -281,6 +282,7 @@ class RunStats:
             "analysis_ms": {"p50": a50, "p95": a95},
             "timing_error_ms": {"p50": e50, "p99": e99},
             "reanchors": self.reanchors,
+            "output": self.output,
         }
 
     def as_dict(self) -> dict:

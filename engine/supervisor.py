@@ -1,7 +1,8 @@
 """Setting a run up and watching it (mpv's loadfile.c): probe the source, resolve
-the analysis, size and create the ring, start the reader and the analyzer pool;
-replace an analyzer that dies, restart a reader that dies; on every way out, stop
-the children and remove the segment."""
+the analysis, size and create the ring, start the reader, the analyzer pool, the
+ordered steps and the writer; replace an analyzer that dies, restart a reader that
+dies; on every way out, let the writer finish the file, stop the children and
+remove the segment."""
 
 from __future__ import annotations
 
@@ -22,10 +23,15 @@ from engine.segments import clean_stale
 from engine.slots import SlotLayout
 from engine.sources import SourceInfo, probe
 from engine.stats import RunStats
+from engine.videofile import encoder_threads, video_spec
+from engine.writer import WriterConfig
 
 SUPERVISE_S = 0.05  # how often the children are checked
 JOIN_S = 1.5  # children get this long to stop before they are killed
 MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
+# The writer gets this long to write what the display passed and finish the file
+# (for .mp4 that moves the index to the front: the whole file is copied).
+WRITER_JOIN_S = 60.0
 
 
 @dataclass
@@ -40,6 +46,10 @@ class Run:
         refuse_nested_run(importing())  # before anything is made: nothing to undo
         opts = self.opts
         opts.check()
+        # --output: its extension, codec and CRF checked now; written by the last stage
+        self.video = None
+        if opts.output is not None:
+            self.video = video_spec(opts.output, opts.output_codec, opts.output_crf)
         spec = "demo" if opts.source is None else opts.source
         self.info = probe(spec, opts.fps)
         self.analysis = resolve(opts.analyze)  # import errors surface here, once
@@ -75,11 +85,15 @@ class Run:
         for note in self.info.notes:
             self.stats.note(f"{self.info.spec}: {note}")
         # The ring's consumer stages, in order: the analyzer pool, the ordered steps
-        # (all in one process, where the run has any), then the display.  Everything
-        # that reads a stage's counters asks the run which it is.
+        # (all in one process, where the run has any), the display, then the writer
+        # (where the run writes a video).  Everything that reads a stage's counters
+        # asks the run which it is.
         self.stages: tuple[str, ...] = ("pool", "ordered") + (("ordered",) if self.steps else ())
         self.steps_stage = 2 if self.steps else 0
         self.display_stage = len(self.stages)  # stage 0 is the reader
+        if self.video is not None:
+            self.stages += ("ordered",)
+        self.writer_stage = len(self.stages) if self.video is not None else 0
         self.ring: Ring | None = None
         self.procs: dict[str, Child] = {}
         # Where a window will open, the user can seek back after the source ended.
@@ -128,12 +142,23 @@ class Run:
             then=tuple(a.name for a in self.steps),
             steps_stage=self.steps_stage,
             workers=self.workers,
+            writer_stage=self.writer_stage,
         )
+        self.writer_fields = ctl.writer_fields(self.ring, self.workers)
         self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
             self._spawn_analyzer(w)
         if self.steps:
             self._spawn("steps", "fe-steps", "engine.steps:run", (self.cfg,))
+        if self.video is not None:
+            wcfg = WriterConfig(
+                spec=self.video,
+                threads=encoder_threads(self.workers),
+                # the sound of a file, copied beside the frames (not of a stream:
+                # that would be a second connection, and live)
+                audio_from=self.info.spec if self.info.kind == "file" else None,
+            )
+            self._spawn("writer", "fe-writer", "engine.writer:run", (self.cfg, wcfg))
         self.stats.started()
 
     def _spawn(self, role: str, name: str, target: str, args: tuple) -> None:
@@ -149,6 +174,7 @@ class Run:
     def finish(self) -> None:
         """The stream ended: let the analyzers and the steps exit (they give their
         summaries on the way out), within JOIN_S."""
+        self.stop_writer()
         deadline = time.monotonic() + JOIN_S
         for role, p in self.procs.items():
             if role != "reader":
@@ -164,11 +190,50 @@ class Run:
         found.update(ctl.read_summary(self.ring, 0))
         return found
 
+    def stop_writer(self, waiting=None) -> None:
+        """The display has stopped: the writer writes what it passed and finishes
+        the file (within WRITER_JOIN_S; `waiting()` is called while it does).  The
+        run's figures get what it wrote."""
+        p = self.procs.get("writer")
+        if p is None or self.ring is None:
+            return
+        self.writer_fields[ctl.WRITER_STOP] = 1
+        deadline = time.monotonic() + WRITER_JOIN_S
+        while p.is_alive() and time.monotonic() < deadline:
+            p.join(SUPERVISE_S)
+            if waiting is not None:
+                waiting()
+        if p.is_alive():
+            self.stats.note(
+                f"{self.video.path}: the writer did not finish within {WRITER_JOIN_S:g} s: "
+                "stopped, the file is unfinished"
+            )
+            p.kill()
+            p.join(1.0)
+        self.stats.output = self.output_report()
+
+    def output_report(self) -> dict:
+        """What the writer wrote: the file, its frames and length, whether it was
+        finished."""
+        fields = self.writer_fields
+        path = self.video.path
+        return {
+            "path": os.path.abspath(path),
+            "frames": int(fields[ctl.WRITER_FRAMES]),
+            "seconds": round(int(fields[ctl.WRITER_US]) / 1e6, 3),
+            "bytes": os.path.getsize(path) if os.path.exists(path) else 0,
+            "finished": int(fields[ctl.WRITER_DONE]) == 1,
+        }
+
     def stop(self) -> None:
-        """Stop every child within JOIN_S and remove the segment; safe to call twice."""
+        """Let the writer finish the file, then stop every child within JOIN_S and
+        remove the segment; safe to call twice."""
         if self.ring is None:
             return
-        self.ring.abort()
+        try:
+            self.stop_writer()
+        finally:
+            self.ring.abort()
         deadline = time.monotonic() + JOIN_S
         for p in self.procs.values():
             p.join(max(0.0, deadline - time.monotonic()))
@@ -191,7 +256,7 @@ class Run:
             return
         now = time.monotonic_ns()
         for role, p in self.procs.items():
-            if role == "reader" or not p.is_alive():
+            if role in ("reader", "writer") or not p.is_alive():
                 continue
             slot = 0 if role == "steps" else int(role[9:])
             since, index = (int(v) for v in ctl.busy_record(self.ring, self.workers, slot))
@@ -232,6 +297,12 @@ class Run:
                     continue  # finished with the stream
                 self._restart_steps(p, why)
                 continue
+            if role == "writer":
+                if p.exitcode == 0:
+                    continue  # finished the file
+                # its frames cannot be written again: the file ends the run
+                died = f"{self.video.path}: the writer died ({exit_text(p.exitcode)})"
+                raise RunError(why or died)
             if p.exitcode == 0 and self.ring.end_seq is not None:
                 continue  # finished with the stream
             moved = self.ring.reclaim(p.pid)
