@@ -39,7 +39,7 @@ def play(source: str | int | None = "demo", **options) -> dict:
             player.play()
         except BaseException as e:
             run.stats.ended = ENDED_BY.get(type(e), "error")
-            run.stop_writer()  # what was written up to now is a finished file
+            run.stop_writer(check=False)  # what was written up to now is a finished file
             run.stats.finished(run)
             e.stats = run.stats.as_dict()  # the command line still sums the run up
             raise

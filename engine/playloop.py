@@ -89,6 +89,9 @@ class Player:
         try:
             while self.turn():
                 pass
+            if run.writer_stage:  # the writer writes what is left; the bar follows it
+                self.release_shown()
+                run.stop_writer(waiting=self._writing)
         finally:
             if run.writer_stage:  # the frame on screen goes to the writer too
                 self.release_shown()
@@ -98,6 +101,12 @@ class Player:
             self.view.progress(done, run.stats.postfix(run))
             self.view.close()
             close_sinks(self.sinks)
+
+    def _writing(self) -> None:
+        """While the writer finishes: the bar follows the frames it wrote."""
+        run = self.run
+        done = max(0, run.ring.stats(run.writer_stage)["items"] - run.stats.context(run))
+        self.view.progress(done, run.stats.postfix(run))
 
     def turn(self) -> bool:
         """One turn of the loop; False when the run is over."""

@@ -190,10 +190,11 @@ class Run:
         found.update(ctl.read_summary(self.ring, 0))
         return found
 
-    def stop_writer(self, waiting=None) -> None:
+    def stop_writer(self, waiting=None, check: bool = True) -> None:
         """The display has stopped: the writer writes what it passed and finishes
         the file (within WRITER_JOIN_S; `waiting()` is called while it does).  The
-        run's figures get what it wrote."""
+        run's figures get what it wrote.  With `check`, a writer that failed (a
+        full disk) raises RunError saying why."""
         p = self.procs.get("writer")
         if p is None or self.ring is None:
             return
@@ -211,6 +212,9 @@ class Run:
             p.kill()
             p.join(1.0)
         self.stats.output = self.output_report()
+        if check and p.exitcode:
+            why = ctl.reported_error(self.ring)
+            raise RunError(why or f"{self.video.path}: the writer died ({exit_text(p.exitcode)})")
 
     def output_report(self) -> dict:
         """What the writer wrote: the file, its frames and length, whether it was
@@ -231,7 +235,7 @@ class Run:
         if self.ring is None:
             return
         try:
-            self.stop_writer()
+            self.stop_writer(check=False)
         finally:
             self.ring.abort()
         deadline = time.monotonic() + JOIN_S

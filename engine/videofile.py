@@ -183,6 +183,8 @@ class VideoFile:
         self.frames = 0
         self.end = 0.0  # seconds: the end of the last frame written
         self.last_pts = -1
+        self.closed = False
+        self.held = None  # the encoder's last packet, not yet muxed
         container_options = {"movflags": "+faststart"} if spec.muxer in ("mp4", "mov") else {}
         try:
             self.out = av.open(
@@ -221,10 +223,25 @@ class VideoFile:
         try:
             if self.audio is not None:
                 self.audio.until(float(pts * self.time_base))
-            self.out.mux(self.stream.encode(frame))
+            self._mux(self.stream.encode(frame))
         except Exception as e:
             raise _os_error(self.path, e) from None
         self.frames += 1
+
+    def _mux(self, packets, last: bool = False) -> None:
+        """Mux the encoder's packets, each held back until the next one comes: the
+        last one's time plus its duration is where muxers end the file, so it lasts
+        to the end of the last frame.  A frame left out (dropped late) leaves a gap
+        in the timestamps, which the frame before it fills."""
+        for packet in packets:
+            if self.held is not None:
+                self.held.duration = self.period
+                self.out.mux(self.held)
+            self.held = packet
+        if last and self.held is not None:
+            packet, self.held = self.held, None
+            packet.duration = max(self.period, self.last_pts + self.period - packet.pts)
+            self.out.mux(packet)
 
     def stop_audio(self) -> None:
         """No more audio after what was written (a seek broke the source's span)."""
@@ -233,27 +250,23 @@ class VideoFile:
 
     def close(self) -> None:
         """Flush the encoder, write the audio up to the end of the video and finish
-        the file.  A file can be closed only once; errors say what failed."""
-        out, self.out = getattr(self, "out", None), None
-        if out is None:
+        the file; closing twice does nothing.  WriteError says what failed."""
+        if self.closed:
             return
+        self.closed = True
         try:
-            self.out_flush(out)
-        finally:
-            try:
-                if self.audio is not None:
-                    self.audio.close()
-                out.close()
-            except Exception as e:
-                raise _os_error(self.path, e) from None
-
-    def out_flush(self, out) -> None:
-        try:
-            out.mux(self.stream.encode(None))
+            self._mux(self.stream.encode(None), last=True)
             if self.audio is not None:
                 self.audio.until(self.end, flush=True)
         except Exception as e:
             raise _os_error(self.path, e) from None
+        finally:
+            try:
+                if self.audio is not None:
+                    self.audio.close()
+                self.out.close()  # the trailer; for .mp4, the index moved to the front
+            except Exception as e:
+                raise _os_error(self.path, e) from None
 
 
 class AudioCopy:

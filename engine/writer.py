@@ -43,6 +43,7 @@ class Writer:
         self.epoch: int | None = None
         self.base = 0.0  # source seconds at the file's 0 in this epoch
         self.checked = time.monotonic()
+        self.existed = False
 
     def frame(self, ring: Ring, seq: int) -> None:
         layout = self.cfg.layout
@@ -83,8 +84,11 @@ class Writer:
         if now - self.checked < CHECK_S or self.file is None:
             return
         self.checked = now
-        if not os.path.exists(self.wcfg.spec.path):
-            raise WriteError(0, f"{self.wcfg.spec.path}: removed while it was written")
+        path = self.wcfg.spec.path
+        if os.path.exists(path):
+            self.existed = True  # made when the first packets come out of the encoder
+        elif self.existed or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise WriteError(0, f"{path}: removed while it was written")
 
     def close(self) -> None:
         if self.file is not None:
