@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
+import cv2
 import numpy as np
 
 from engine.errors import RunError
@@ -201,6 +202,13 @@ class VideoFile:
             stream.time_base = self.time_base
             stream.codec_context.time_base = self.time_base
             stream.codec_context.thread_count = threads
+            # 4:2:0 from BGR by OpenCV (SIMD; 3-4x faster than swscale here), in
+            # BT.601 limited range, and said so in the file: a player otherwise
+            # guesses BT.709 for HD and shifts the colours
+            self.convert = spec.pix_fmt == "yuv420p"
+            if self.convert:
+                stream.codec_context.colorspace = 5  # BT.601 (AVCOL_SPC_BT470BG)
+                stream.codec_context.color_range = 1  # limited (AVCOL_RANGE_MPEG)
             self.stream = stream
             self.period = max(1, round(1 / (self.rate * self.time_base)))  # a frame, in ticks
             self.audio = (
@@ -215,7 +223,11 @@ class VideoFile:
         av = _av()
         if image.shape[0] != self.height or image.shape[1] != self.width:
             image = np.ascontiguousarray(image[: self.height, : self.width])
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        if self.convert:
+            yuv = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         pts = max(round(t / self.time_base), self.last_pts + 1)  # strictly increasing
         frame.pts, frame.time_base, frame.duration = pts, self.time_base, self.period
         self.last_pts = pts
