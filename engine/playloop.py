@@ -73,7 +73,8 @@ class Player:
         if self.view is None:
             declared = run.info.declared_frames
             total = run.opts.frames or (declared - run.start_frame if declared else None)
-            self.view = HeadlessView(total, run.info.spec, opts.quiet)
+            title = run.info.spec + (f" -> {opts.output}" if opts.output else "")
+            self.view = HeadlessView(total, title, opts.quiet)
         self.windowed = isinstance(self.view, WindowView)
         run.stats.display = "window" if self.windowed else "headless"
 

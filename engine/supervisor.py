@@ -302,9 +302,14 @@ class Run:
                 self._restart_steps(p, why)
                 continue
             if role == "writer":
-                if p.exitcode == 0:
+                if p.exitcode == 0 and self.ring.end_seq is not None:
                     continue  # finished the file
                 # its frames cannot be written again: the file ends the run
+                if p.exitcode == 0:  # a SIGTERM of its own: it finished the file early
+                    raise RunError(
+                        f"{self.video.path}: the writer was stopped (SIGTERM); "
+                        "the file ends there"
+                    )
                 died = f"{self.video.path}: the writer died ({exit_text(p.exitcode)})"
                 raise RunError(why or died)
             if p.exitcode == 0 and self.ring.end_seq is not None:

@@ -12,11 +12,13 @@ disk, a folder removed) is reported in one line and ends the run."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
+from engine.procs import die_with_parent
 from engine.slots import PRELUDE
 from engine.videofile import VideoFile, VideoSpec, WriteError
 
@@ -95,8 +97,21 @@ class Writer:
             self.file.close()
 
 
+_told_to_stop = False  # SIGTERM: the parent died, or the whole group was told to stop
+
+
+def _on_sigterm(signum, frame) -> None:
+    global _told_to_stop
+    _told_to_stop = True
+
+
 def run(cfg: ctl.RunConfig, wcfg: WriterConfig) -> None:
     """Process body: write until the end of the stream, or until asked to finish."""
+    # A parent killed outright (SIGKILL, the OOM killer) cannot ask the writer to
+    # finish: its death does (SIGTERM instead of the other children's SIGKILL),
+    # and so does a SIGTERM sent to the whole process group.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    die_with_parent(os.getppid(), signal.SIGTERM)
     ring = Ring.open(cfg.ring_name)
     fields = ctl.writer_fields(ring, cfg.workers)
     writer = Writer(cfg, wcfg, fields)
@@ -104,7 +119,7 @@ def run(cfg: ctl.RunConfig, wcfg: WriterConfig) -> None:
     try:
         try:
             while True:
-                stopping = bool(fields[ctl.WRITER_STOP])
+                stopping = bool(fields[ctl.WRITER_STOP]) or _told_to_stop
                 try:
                     seq, n = ring.take(stage, max_n=TAKE_MAX, timeout=0 if stopping else SLICE_S)
                 except TimeoutError:

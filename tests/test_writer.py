@@ -168,10 +168,11 @@ def test_the_sound_is_copied_cut_to_the_span_played_and_in_sync(tmp_path):
     assert onset is not None and abs(onset - flash) <= 1 / FPS
 
 
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "analyzer"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "analyzer", "parent"])
 def test_every_way_a_run_ends_leaves_a_playable_file(clip, tmp_path, how):
-    """Ctrl-C and SIGTERM mid-run, and an analyzer killed mid-run (replaced; the run
-    goes on): the file is finished, its frames in order."""
+    """Ctrl-C and SIGTERM mid-run, an analyzer killed mid-run (replaced; the run
+    goes on), even the player itself killed: the file is finished, its frames in
+    order."""
     out = str(tmp_path / "out.mp4")
     p = start(clip, "--headless", "--speed", "0.5", "--analyze", "gray", "--output", out)
     try:
@@ -185,6 +186,17 @@ def test_every_way_a_run_ends_leaves_a_playable_file(clip, tmp_path, how):
                 and _comm(int(pid)).startswith("fe-analyze")
             )
             os.kill(analyzer, signal.SIGKILL)
+        elif how == "parent":
+            writer = next(
+                int(pid) for pid in os.listdir("/proc")
+                if pid.isdigit() and _parent(int(pid)) == p.pid
+                and _comm(int(pid)).startswith("fe-writer")
+            )  # fmt: skip
+            p.kill()
+            p.wait()
+            # the writer outlives it to finish the file, then exits
+            wait_until(lambda: not _comm(writer).startswith("fe-writer"), "the writer to end")
+            subprocess.run([tool("frame-engine"), "clean", "--quiet"], check=True, env=env())
         else:
             p.send_signal(getattr(signal, how))
         _, err = p.communicate(timeout=60)
@@ -192,7 +204,7 @@ def test_every_way_a_run_ends_leaves_a_playable_file(clip, tmp_path, how):
         if p.poll() is None:
             p.kill()
             p.wait()
-    expected = {"SIGINT": 130, "SIGTERM": 143, "analyzer": 0}[how]
+    expected = {"SIGINT": 130, "SIGTERM": 143, "analyzer": 0, "parent": -signal.SIGKILL}[how]
     assert p.returncode == expected, err
     atoms = top_atoms(out)
     assert atoms.index("moov") < atoms.index("mdat")
