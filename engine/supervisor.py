@@ -157,6 +157,7 @@ class Run:
                 # the sound of a file, copied beside the frames (not of a stream:
                 # that would be a second connection, and live)
                 audio_from=self.info.spec if self.info.kind == "file" else None,
+                parent=os.getpid(),
             )
             self._spawn("writer", "fe-writer", "engine.writer:run", (self.cfg, wcfg))
         self.stats.started()

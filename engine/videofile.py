@@ -163,8 +163,9 @@ class VideoFile:
     file's start, increasing), then `close()`, which finishes the file (its index,
     and for .mp4 and .mov the move of the index to the front).
 
-    The encoder converts BGR to its pixel format itself; an odd width or height
-    loses its last column or row (4:2:0 needs even sizes)."""
+    An odd width or height loses its last column or row (4:2:0 needs even sizes).
+    The frames' times are kept to 1/90000 s (AVI: to the frame); a frame lasts
+    until the next one starts, the last one a frame period."""
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ class WriterConfig:
     spec: VideoSpec
     threads: int  # the encoder's
     audio_from: str | None  # the source file whose audio is copied; None: no audio
+    parent: int  # the player's pid
 
 
 class Writer:
@@ -111,7 +112,7 @@ def run(cfg: ctl.RunConfig, wcfg: WriterConfig) -> None:
     # finish: its death does (SIGTERM instead of the other children's SIGKILL),
     # and so does a SIGTERM sent to the whole process group.
     signal.signal(signal.SIGTERM, _on_sigterm)
-    die_with_parent(os.getppid(), signal.SIGTERM)
+    die_with_parent(wcfg.parent, signal.SIGTERM)
     ring = Ring.open(cfg.ring_name)
     fields = ctl.writer_fields(ring, cfg.workers)
     writer = Writer(cfg, wcfg, fields)

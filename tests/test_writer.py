@@ -286,7 +286,12 @@ def test_a_full_disk_stops_the_run_with_one_line(clip, tmp_path):
         capture_output=True, text=True, timeout=120, env=env(),
     )  # fmt: skip
     lines = p.stderr.strip().splitlines()
-    assert lines == [f"frame-engine: {out}: No space left on device"], p.stderr
+    assert len(lines) == 1, p.stderr
+    # what was written is finished where the muxer could still write its index
+    assert lines[0] in (
+        f"frame-engine: {out}: No space left on device",
+        f"frame-engine: {out}: No space left on device (the file is unfinished)",
+    )
     assert p.stdout.split() == ["rc=1"]
 
 
