@@ -99,7 +99,8 @@ WRITER_STOP = 0  # supervisor -> writer: the display has stopped: write what it 
 WRITER_FRAMES = 1  # writer: frames written to the file
 WRITER_US = 2  # writer: the file's length so far, in microseconds
 WRITER_DONE = 3  # writer: 1 once the file is finished (closed), 2 if that failed
-WRITER_FIELDS = 4
+WRITER_CPU_US = 4  # writer: its CPU time from the first frame to the file finished
+WRITER_FIELDS = 5
 
 
 def writer_fields(ring, workers: int):

@@ -228,6 +228,7 @@ class Run:
             "seconds": round(int(fields[ctl.WRITER_US]) / 1e6, 3),
             "bytes": os.path.getsize(path) if os.path.exists(path) else 0,
             "finished": int(fields[ctl.WRITER_DONE]) == 1,
+            "cpu_s": round(int(fields[ctl.WRITER_CPU_US]) / 1e6, 3),  # the writer's
         }
 
     def stop(self) -> None:
@@ -308,8 +309,7 @@ class Run:
                 # its frames cannot be written again: the file ends the run
                 if p.exitcode == 0:  # a SIGTERM of its own: it finished the file early
                     raise RunError(
-                        f"{self.video.path}: the writer was stopped (SIGTERM); "
-                        "the file ends there"
+                        f"{self.video.path}: the writer was stopped (SIGTERM); the file ends there"
                     )
                 died = f"{self.video.path}: the writer died ({exit_text(p.exitcode)})"
                 raise RunError(why or died)

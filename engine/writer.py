@@ -61,6 +61,7 @@ class Writer:
             else layout.frame(ring, seq, readonly=True)
         )
         if self.file is None:
+            self.cpu0 = time.process_time()
             self.base, self.epoch = pts, epoch
             src = self.cfg.source
             self.file = VideoFile(
@@ -96,6 +97,8 @@ class Writer:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+            # what encoding cost (the encoder's threads included), for the figures
+            self.fields[ctl.WRITER_CPU_US] = round((time.process_time() - self.cpu0) * 1e6)
 
 
 _told_to_stop = False  # SIGTERM: the parent died, or the whole group was told to stop
