@@ -16,6 +16,13 @@ one thing to one process:
                     stops with status 1 and one line naming them
     term            SIGTERM the player
     int             SIGINT the player (Ctrl-C)
+    kill-server     the run plays a live stream from a local server instead of
+                    the clip (tests/streams.py: udp, http, tcp, rtsp or mjpeg, by the
+                    seed; 10 s of the demo at 30 fps); SIGKILL the server and
+                    restart it on the same port 1.5 to 3 s later: the player
+                    reconnects and plays on to the end of the stream (issue 11;
+                    not in the default kinds until the reader reconnects: give
+                    --kinds kill-server)
 
 and checks, after the player is gone:
   - hang: the player exited within the time bound;
@@ -25,7 +32,11 @@ and checks, after the player is gone:
     for (read = shown + dropped late, read = the clip's frames, failed counted
     among them; a killed reader is restarted after the last frame it published),
     or, for SIGTERM and SIGINT, exited 143 or 130 with one clear line; never a
-    traceback: else "lost" or "bad-exit".
+    traceback: else "lost" or "bad-exit";
+  - kill-server: it exited 0 (or 1, "lost", once the stream ended), counted a
+    reconnect, and played on to the stream's
+    end (its last analyzed frame, by the barcode, within the last second of the
+    stream), frames in order; read = shown + dropped (each reason) + discarded.
 
     python bench/soak.py --trials 200 [--seed N] [--kinds kill-analyzer,term]
 
@@ -62,6 +73,18 @@ KINDS = (
     "int",
     "kill-steps",
 )
+# Kinds run only when asked for (--kinds); each joins KINDS (and so the trials of
+# tests/test_faults.py) once what it needs has landed. kill-server: reconnecting.
+OPT_IN_KINDS = ("kill-server",)
+STREAM_KINDS = ("udp", "http", "tcp", "rtsp", "mjpeg")  # tests/streams.py
+STREAM_FPS = 30.0
+STREAM_FRAMES = 300  # 10 s: the player takes 2 to 3 s to start and open it
+STREAM_BUSY_S = 0.005  # step_funcs:busy_live, which also reads each frame's barcode
+# The server is down longer than the player's --source-timeout (SOURCE_TIMEOUT_S),
+# so that a UDP stream, which nothing says has stopped, is reconnected too (a UDP
+# capture open through a short outage simply carries on).
+SOURCE_TIMEOUT_S = 1.0
+RESTART_AFTER_S = (1.5, 3.0)
 CLIP_FPS = 60
 CLIP_FRAMES = 180  # 3 s
 CLIP_SIZE = (640, 480)
@@ -84,6 +107,7 @@ class Trial:
     problems: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     stderr: str = ""
+    server: object = None  # kill-server: the stream server (tests/streams.py)
 
     @property
     def ok(self) -> bool:
@@ -173,27 +197,58 @@ def _kill_session(sid: int) -> None:
             pass
 
 
+def stream_server(rng: random.Random):
+    """A started stream server of tests/streams.py, of a kind drawn by `rng`."""
+    tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from streams import StreamServer
+
+    return StreamServer(rng.choice(STREAM_KINDS), fps=STREAM_FPS, frames=STREAM_FRAMES).start()
+
+
+def play_options() -> list[str]:
+    """For kill-server: the reconnect options of issue 11, where the player has them."""
+    text = subprocess.run(
+        [frame_engine(), "play", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    extra = ["--reconnect-for", "10"] if "--reconnect-for" in text else []
+    if "--source-timeout" in text:
+        extra += ["--source-timeout", str(SOURCE_TIMEOUT_S)]
+    return extra
+
+
 def run_trial(kind: str, seed: int, clip: str, folder: str) -> Trial:
     rng = random.Random(seed)
     t = Trial(kind, seed)
     stats_path = os.path.join(folder, f"stats-{seed}.json")
     err_path = os.path.join(folder, f"stderr-{seed}.txt")
+    results_path = os.path.join(folder, f"results-{seed}.jsonl")
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
+    server = None
+    if kind == "kill-server":
+        server = stream_server(rng)
+        t.server = server
+        bench = os.path.dirname(os.path.abspath(__file__))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (bench, env.get("PYTHONPATH")) if p)
+        env["FE_BENCH_BUSY_S"] = repr(STREAM_BUSY_S)
+        source = [server.url, "--live", "--analyze", "step_funcs:busy_live"]
+        source += ["--results", results_path, *play_options()]
+    else:
+        source = [clip, "--analyze", ANALYSIS]
+        # a short read-ahead keeps the reader decoding during playback
+        source += ["--buffer", str(BUFFER)]
     cmd = [
         frame_engine(),
         "play",
-        clip,
+        *source,
         "--headless",
-        "--analyze",
-        ANALYSIS,
         "--workers",
         "2",
-        "--buffer",  # a short read-ahead keeps the reader decoding during playback
-        str(BUFFER),
         "--stats-json",
         stats_path,
         *(["--then", "track"] if kind == "kill-steps" else []),
     ]
-    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
     with open(err_path, "w") as err:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
@@ -206,8 +261,11 @@ def run_trial(kind: str, seed: int, clip: str, folder: str) -> Trial:
         if not _wait(lambda: want <= set(children(proc.pid)) or proc.poll() is not None, 20):
             t.problems.append("the children did not start")
         t0 = time.monotonic()
-        # A moment within the clip's 3 s of playback (it starts after a pre-roll).
-        time.sleep(rng.uniform(0.05, CLIP_FRAMES / CLIP_FPS * 0.8))
+        if server is not None:  # a moment while the stream has 2 s or more to go
+            end = server.sent_at(STREAM_FRAMES) - RESTART_AFTER_S[1] - 2.0
+            time.sleep(max(0.0, rng.uniform(0.05, end - time.monotonic())))
+        else:  # a moment within the clip's 3 s of playback (it starts after a pre-roll)
+            time.sleep(rng.uniform(0.05, CLIP_FRAMES / CLIP_FPS * 0.8))
         t.at_s = time.monotonic() - t0
         kids = children(proc.pid)
         if proc.poll() is None:
@@ -227,13 +285,17 @@ def run_trial(kind: str, seed: int, clip: str, folder: str) -> Trial:
         _kill_session(sid)
         for name in segments(proc.pid):
             os.unlink(os.path.join("/dev/shm", name))
+        if server is not None:
+            server.stop()
     t.returncode = proc.returncode
     with open(err_path) as f:
         t.stderr = f.read()
     if os.path.exists(stats_path):
         with open(stats_path) as f:
             t.stats = json.load(f)
-    if kind != "kill-parent":
+    if kind == "kill-server":
+        check_stream_outcome(t, results_path)
+    elif kind != "kill-parent":
         check_outcome(t)
     return t
 
@@ -249,6 +311,15 @@ def act(kind: str, proc: subprocess.Popen, kids: dict[str, int], rng, t: Trial) 
     elif kind == "kill-steps":
         t.target = "fe-steps"
         _signal(kids.get("fe-steps"), signal.SIGKILL)
+    elif kind == "kill-server":
+        server = t.server
+        t.target = f"{server.kind} server"
+        server.kill()
+        try:
+            proc.wait(rng.uniform(*RESTART_AFTER_S))
+        except subprocess.TimeoutExpired:
+            pass
+        server.restart()
     elif kind == "stop-analyzer":
         t.target = rng.choice(analyzers) if analyzers else "-"
         _signal(kids.get(t.target), signal.SIGSTOP)
@@ -269,6 +340,46 @@ def _signal(pid: int | None, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def check_stream_outcome(t: Trial, results_path: str) -> None:
+    """kill-server: the player reconnected and played the stream to its end."""
+    if "Traceback" in t.stderr:
+        t.problems.append("a traceback on stderr")
+    if t.returncode is None:
+        return  # a hang, already said
+    last = [ln for ln in t.stderr.splitlines() if ln.strip()][-1:]
+    # A live stream has no end: the one that ended is reopened for --reconnect-for,
+    # then the run ends with "...: lost: ..." and status 1 (a stream that ends before
+    # that, with --frames, exits 0).
+    if t.returncode != 0 and not (t.returncode == 1 and last and ": lost: " in last[0]):
+        t.problems.append(f"bad-exit: status {t.returncode}: {last}")
+        return
+    s = t.stats
+    if not s:
+        t.problems.append("lost: no stats written")
+        return
+    if s.get("reconnects", 0) < 1:
+        t.problems.append(f"lost: no reconnect counted (reconnects {s.get('reconnects')})")
+    dropped = sum(v for k, v in s.items() if k.startswith("dropped_") and k != "dropped_source")
+    if s["frames_shown"] + dropped + s["discarded_seek"] != s["frames_read"]:
+        t.problems.append(
+            f"lost: shown {s['frames_shown']} + dropped {dropped} != read {s['frames_read']}"
+        )
+    numbers = []
+    if os.path.exists(results_path):
+        with open(results_path) as f:
+            for line in f:
+                result = json.loads(line).get("result")
+                if isinstance(result, dict) and "k" in result:
+                    numbers.append(result["k"])
+    if any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
+        t.problems.append("lost: frames out of order (by their barcodes)")
+    if not numbers or numbers[-1] < STREAM_FRAMES - STREAM_FPS:
+        t.problems.append(
+            f"lost: the last frame analyzed is {numbers[-1:]}, not near the stream's end "
+            f"({STREAM_FRAMES})"
+        )
 
 
 def check_outcome(t: Trial) -> None:
@@ -335,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the summary and every trial here")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
-    if bad := [k for k in kinds if k not in KINDS]:
-        parser.error(f"unknown kind {bad[0]!r}; known: {', '.join(KINDS)}")
+    if bad := [k for k in kinds if k not in KINDS + OPT_IN_KINDS]:
+        parser.error(f"unknown kind {bad[0]!r}; known: {', '.join(KINDS + OPT_IN_KINDS)}")
     t0 = time.monotonic()
     results = soak(args.trials, args.seed, kinds)
     s = summary(results) | {"seed": args.seed, "wall_s": round(time.monotonic() - t0, 1)}

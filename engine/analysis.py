@@ -94,11 +94,15 @@ class Context:
     # happened to the frame in the pool ("ok"; "late": not analyzed, it would have
     # been shown late; "skipped": the analysis raised under --on-error skip;
     # "failed": its analyzer died), and whether it does not follow on from the
-    # frame this step saw before (the first frame, a seek, a restarted step): a
-    # tracker starts over.
+    # frame this step saw before (the first frame, a seek, a restarted step, a
+    # live source back after a gap): a tracker starts over.
     results: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
     reset: bool = False
+    # A live source that stopped and came back: the seconds of the stream lost just
+    # before this frame (frame_index and pts jump by as much); 0 otherwise. The
+    # ordered steps are also told to reset on such a frame.
+    gap: float = 0.0
 
     def __post_init__(self) -> None:
         # One of the two given: the other follows (prev is history[0]).

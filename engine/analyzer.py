@@ -89,6 +89,7 @@ def context(
         prev=past[0] if past else None,
         worker=worker,
         history=past,
+        gap=int(meta["gap_ms"]) / 1000,
     )
 
 

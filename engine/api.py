@@ -44,7 +44,14 @@ def play(source: str | int | None = "demo", **options) -> dict:
             e.stats = run.stats.as_dict()  # the command line still sums the run up
             raise
         run.finish()  # the analyzers and steps give their summaries as they exit
+        lost = run.source_lost()
+        if lost:  # a live source stopped and did not come back: played up to there
+            run.stats.ended = "source lost"
         run.stats.finished(run)
+        if lost:
+            error = RunError(lost)
+            error.stats = run.stats.as_dict()  # the command line still sums the run up
+            raise error
         if run.opts.start and not run.stats.final["frames_read"]:
             # a source that does not say its length (variable frame rate) ended first
             raise RunError(f"--start {run.opts.start}: the source ends before that", exit_code=2)
@@ -92,6 +99,9 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
             if record is None:  # none came meanwhile: look at the children
                 run.supervise()
                 if arrivals.eof:
+                    lost = run.source_lost()
+                    if lost:
+                        raise RunError(lost)
                     return
                 continue
             image = arrivals.image(record)

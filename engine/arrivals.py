@@ -41,6 +41,8 @@ class FrameRecord:
     result: Any  # what the analysis returned (the error, where skipped); None if none ran
     analysis_ns: int  # how long its analysis took; 0 unless an analyzer ran on it
     steps: dict | None = None  # the ordered steps' results, by step name (a run with --then)
+    read_at: float = 0.0  # when the reader got it (time.monotonic()): its age is counted from it
+    gap_ms: int = 0  # a live source came back just before it, after losing this much
 
     @property
     def analyzed(self) -> bool:
@@ -143,6 +145,8 @@ class Arrivals:
             result=result,
             analysis_ns=int(meta["analysis_ns"]),
             steps=steps,
+            read_at=float(meta["read_at"]),
+            gap_ms=int(meta["gap_ms"]),
         )
 
     def _analysis_failed(self, index: int, report: dict, what: str | None = None) -> None:

@@ -155,6 +155,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="never block the source: drop at the source when the buffer is full "
         "(default: for cameras and streams; --no-live reads a stream at the player's pace)",
     )
+    live = play.add_argument_group(
+        "live sources",
+        "cameras and streams: opened once, reopened when they stall, frames too old not shown",
+    )
+    live.add_argument(
+        "--source-timeout",
+        type=_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a URL may take this long to open, or to send the next frame, before it counts "
+        "as stalled (default 5)",
+    )
+    live.add_argument(
+        "--reconnect-for",
+        type=_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="reopen a live source that stopped or stalled, with growing waits, for this long "
+        "before the run ends with an error (default 60; 0: end with the source; inf: forever)",
+    )
+    live.add_argument(
+        "--max-latency",
+        type=_float,
+        metavar="SECONDS",
+        help="a live frame older than this (since it was read) is dropped rather than shown "
+        "(default 0.5; inf: never)",
+    )
     play.add_argument(
         "--output",
         metavar="FILE",
@@ -224,7 +251,8 @@ def _play(args: argparse.Namespace) -> int:
         stats = play(args.source, **options)
     except BaseException as e:  # Ctrl-C, SIGTERM: the figures of the run, then why
         stopped = getattr(e, "stats", None)
-        if not args.quiet and stopped and stopped["ended"] in ("interrupted", "terminated"):
+        ended = ("interrupted", "terminated", "source lost")
+        if not args.quiet and stopped and stopped["ended"] in ended:
             _report(stopped, args)
         raise
     if not args.quiet:

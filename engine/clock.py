@@ -41,16 +41,18 @@ class Clock:
     def lateness(self, index: int, now: float) -> float:
         return now - self.due_time(index)
 
-    def showing(self, index: int, now: float) -> float:
+    def showing(self, index: int, now: float, at: float | None = None) -> float:
         """Frame `index` is being shown now; returns its lateness (s) before any
-        re-anchoring.  More than REANCHOR_S late, the clock restarts at it, so that
-        a stall is followed by smooth playback rather than a burst of drops."""
+        re-anchoring.  More than REANCHOR_S late, the clock restarts at it (due
+        `at`, default now), so that a stall is followed by smooth playback rather
+        than a burst of drops."""
+        at = now if at is None else at
         if self.t0 is None:
-            self.anchor(index, now)
+            self.anchor(index, at)
             return 0.0
         late = self.lateness(index, now)
         if late > REANCHOR_S:
-            self.anchor(index, now)
+            self.anchor(index, at)
             self.reanchors += 1
         return late
 

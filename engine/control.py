@@ -24,7 +24,14 @@ CLOCK_BASE = 6
 CLOCK_RATE_MILLI = 7  # frames per second x 1000
 SOURCE_END = 8  # reader: epoch + 1 once the source (or --frames) ended in that epoch
 CONTEXT = 9  # reader: frames published only as context (PRELUDE), before a start or seek
-SIZE = 12
+# A live source that stopped (an error, or nothing for --source-timeout) and is
+# being opened again:
+RECONNECTING = 10  # reader: the attempt under way (1, 2, ...); 0 while the source gives frames
+RECONNECTS = 11  # reader: how many times it came back
+LOST_MS = 12  # reader: milliseconds of the stream lost in those gaps, all told
+SOURCE_LOST = 13  # reader: 1 when it gave up (--reconnect-for ran out); the error says why
+LAST_READ_NS = 14  # reader: time.monotonic_ns() when it last got a frame from the source
+SIZE = 16
 ERROR_BYTES = 512  # after the fields: the last error a child reported, UTF-8
 
 
@@ -68,6 +75,12 @@ class RunConfig:
     steps_stage: int = 0  # their stage in the ring (0: the run has none)
     workers: int = 1  # the analyzers: where each process's busy record is
     writer_stage: int = 0  # the writer's stage in the ring (0: the run writes no video)
+    # A live source: how long it may give nothing before it counts as stalled; how
+    # long a stalled one is tried again (0: the run ends with it; inf: forever);
+    # and the age (from the reader getting it) past which a frame is not shown.
+    source_timeout: float = 5.0
+    reconnect_for: float = 60.0
+    max_latency: float | None = None
 
 
 SUMMARY_BYTES = 4096  # per process: the summaries its steps' close() gave, JSON

@@ -44,6 +44,10 @@ class PlayOptions:
     on_error: str = "stop"
     then: tuple | list = ()  # ordered steps after the pool, in order: names or functions
     step_timeout: float | None = None  # seconds one frame may take in a step
+    # Live sources: see RunConfig
+    source_timeout: float = 5.0
+    reconnect_for: float = 60.0
+    max_latency: float | None = None  # None: 0.5 s in a live run
 
     def check(self) -> None:
         """Refuse options of the wrong type or out of range, and outputs that would
@@ -75,6 +79,21 @@ class PlayOptions:
                 f"--step-timeout {self.step_timeout}: must be from 0.1 to 86400 seconds",
                 exit_code=2,
             )
+        if not (math.isfinite(self.source_timeout) and 0.1 <= self.source_timeout <= 3600):
+            raise RunError(
+                f"--source-timeout {self.source_timeout}: must be from 0.1 to 3600 seconds",
+                exit_code=2,
+            )
+        if math.isnan(self.reconnect_for) or self.reconnect_for < 0:
+            raise RunError(
+                f"--reconnect-for {self.reconnect_for}: must be 0 or more seconds (inf: forever)",
+                exit_code=2,
+            )
+        if self.max_latency is not None and (math.isnan(self.max_latency) or self.max_latency <= 0):
+            raise RunError(
+                f"--max-latency {self.max_latency}: must be more than 0 seconds (inf: no limit)",
+                exit_code=2,
+            )
         if self.on_error not in ("stop", "skip"):
             raise RunError(f"--on-error {self.on_error}: must be stop or skip", exit_code=2)
         for option, path in (
@@ -102,6 +121,9 @@ class PlayOptions:
             "fps": (float, True),
             "start": (float, False),
             "step_timeout": (float, True),
+            "source_timeout": (float, False),
+            "reconnect_for": (float, False),
+            "max_latency": (float, True),
             "output_crf": (float, True),
             "untimed": (bool, False),
             "quiet": (bool, False),

@@ -25,13 +25,15 @@ from engine.display import (
 )
 from engine.options import PREROLL
 from engine.sinks import Sink, close_sinks, open_sinks
+from engine.stats import reconnecting
 from engine.supervisor import SUPERVISE_S, Run
 
 SEEK_S = 5.0
 SPIN_S = 0.0004  # the last stretch before a frame is due is waited awake (timing error)
 IDLE_WAIT_S = 0.004  # the longest the display waits for a frame between looks at keys
 STARVED_LEAD_S = 0.05  # after a stall, the clock restarts this far ahead of now
-LIVE_LEAD_S = 0.05  # a live source's clock starts (and catches up) this far ahead of now
+LIVE_LEAD_S = 0.05  # a live frame is due at first this long after it was read
+SILENT_S = 1.0  # a live source that sent nothing for this long is stalled, not slow
 
 
 class Player:
@@ -63,6 +65,11 @@ class Player:
         self.duration = declared / run.info.fps if declared else None
         self.where: str | None = None  # position_text() of the frame on screen
         self.analysis_s: deque[float] = deque(maxlen=8)  # the last few analysis times
+        self.attempt = 0  # a live source being reopened: the attempt under way
+        self.reconnects, self.lost_s = 0, 0.0  # as far as they were told
+        # Live: from a frame's reading to its showing, what the analyzers need (at
+        # first a little; more when they turn out to need more: _watch_skips()).
+        self.live_room = LIVE_LEAD_S
         self.skipping_since: float | None = None  # live: every frame since was skipped
         self.view = None
         if not headless:
@@ -77,6 +84,12 @@ class Player:
             self.view = HeadlessView(total, title, opts.quiet)
         self.windowed = isinstance(self.view, WindowView)
         run.stats.display = "window" if self.windowed else "headless"
+
+    def state(self) -> str:
+        """What the title and the overlay say the player is doing."""
+        if self.attempt:
+            return f"reconnecting (attempt {self.attempt})"
+        return "paused" if self.clock.paused_at is not None else "playing"
 
     def title(self, state: str) -> str:
         where = f" {self.where}" if self.where else ""
@@ -116,6 +129,7 @@ class Player:
             self.run.stats.ended = "quit"
             return False
         self.supervise(now)
+        self.watch_source()
         now = self.pull_arrivals(now)
         if not self.arrivals:  # nothing to show
             if self.arrivals.ended():
@@ -129,7 +143,7 @@ class Player:
             pass  # pre-rolling
         else:
             due = self.clock.due_index(now)
-            self.drop_late(due)
+            self.drop_late(due, now)
             self.catch_up_live(now)
             self.show_or_stall(now, due)
             self._wait(now)
@@ -157,6 +171,28 @@ class Player:
         done = max(0, run.ring.stats(len(run.stages))["items"] - run.stats.context(run))
         self.view.progress(done, run.stats.postfix(run))
 
+    def watch_source(self) -> None:
+        """A live source being reopened: the clock stops (the analyzers skip nothing
+        meanwhile) and starts again at the first frame after the gap; the title says
+        so."""
+        run = self.run
+        attempt = reconnecting(run)
+        if attempt and self.clock.t0 is not None:
+            self.clock.t0 = None
+            self.publish_clock()
+        if attempt == self.attempt:
+            return
+        # said in a line too, for a headless run whose stderr is a log
+        if attempt:
+            run.stats.note(f"{run.info.spec}: no frames: reconnecting (attempt {attempt})")
+        elif run.shared[ctl.RECONNECTS] > self.reconnects:
+            self.reconnects = int(run.shared[ctl.RECONNECTS])
+            lost = int(run.shared[ctl.LOST_MS]) / 1000 - self.lost_s
+            self.lost_s += lost
+            run.stats.note(f"{run.info.spec}: reconnected; {lost:.1f} s of the stream lost")
+        self.attempt = attempt
+        self.redraw()
+
     def pull_arrivals(self, now: float) -> float:
         """Take what is ready and look at it: every frame that arrived goes to the
         sinks.  With nothing to show, wait on the ring itself, not in a sleep, so a
@@ -169,6 +205,8 @@ class Player:
         for record in self.arrivals.accept_taken():
             for sink in self.sinks:
                 sink.arrived(record)
+            if record.gap_ms and self.clock.running:  # back after a gap: start from it
+                self.reanchor(record.index, self.live_due(record))
             self._watch_skips(record, now)
         return now
 
@@ -192,17 +230,25 @@ class Player:
         if len(self.arrivals) < self.preroll and not self.arrivals.eof:
             self.arrivals.take(timeout=IDLE_WAIT_S)  # wait, not spin
             return False
-        # Live: a little ahead, so that the analyzers have room to be on time.
-        self.clock.anchor(self.arrivals.peek().index, now + (LIVE_LEAD_S if run.live else 0.0))
+        # Live: as long after it was read as the analyzers need to be on time.
+        head = self.arrivals.peek()
+        self.clock.anchor(head.index, self.live_due(head) if run.live else now)
         self.publish_clock()
         return True
 
-    def drop_late(self, due: int) -> None:
+    def drop_late(self, due: int, now: float) -> None:
         """Release unseen the frames that are late: skipped by an analyzer, or a
-        newer frame is due too."""
+        newer frame is due too; in a live run, also those older than --max-latency."""
+        oldest = self.run.max_latency
         while True:
             head, after = self.arrivals.peek(0), self.arrivals.peek(1)
-            if head is None or not (head.late or (after is not None and after.index <= due)):
+            if head is None:
+                return
+            if oldest is not None and not head.late and now - head.read_at > oldest:
+                self.drop(self.arrivals.pop(), too_old=True)
+                self.run.stats.warn_old(oldest)
+                continue
+            if not (head.late or (after is not None and after.index <= due)):
                 return
             self.drop(self.arrivals.pop())
 
@@ -214,7 +260,7 @@ class Player:
         if not self.run.live or head is None:
             return
         if self.clock.lateness(head.index, now) < -REANCHOR_S:
-            self.reanchor(head.index, now + LIVE_LEAD_S)
+            self.reanchor(head.index, self.live_due(head))
 
     def show_or_stall(self, now: float, due: int) -> None:
         head = self.arrivals.peek()
@@ -269,16 +315,20 @@ class Player:
         image = self.arrivals.image(record)
         self.where = position_text(record.pts, record.index, self.duration)
         if self.windowed:
-            self.view.show(image, self.title("paused" if self.clock.paused_at else "playing"))
+            self.view.show(image, self.title(self.state()))
         for sink in self.sinks:
             sink.shown(record, image)
         if self.shown is not None:
             self.arrivals.release(self.shown.seq, shown=True)
         self.shown = record
         self.last_index = record.index
-        late = 0.0 if self.untimed else self.clock.showing(record.index, now)
+        # (a live frame shown late restarts the clock on its reading, not on now:
+        # else its age would stay in every frame after it)
+        at = self.live_due(record) if run.live else None
+        late = 0.0 if self.untimed else self.clock.showing(record.index, now, at)
         self.publish_clock()
-        run.stats.shown(record.index, late)
+        age = None if run.max_latency is None else now - record.read_at
+        run.stats.shown(record.index, late, age)
         self.redraw()
 
     def release_shown(self) -> None:
@@ -290,15 +340,18 @@ class Player:
             self.arrivals.release(self.shown.seq, shown=True)
             self.shown = None
 
-    def drop(self, record: FrameRecord) -> None:
-        """A late frame, released unseen."""
+    def drop(self, record: FrameRecord, too_old: bool = False) -> None:
+        """A late frame (or, live, one older than --max-latency), released unseen."""
         self.release_shown()
         self.arrivals.release(record.seq)
-        self.run.stats.dropped_late += 1
+        if too_old:
+            self.run.stats.dropped_latency += 1
+        else:
+            self.run.stats.dropped_late += 1
         self.last_index = record.index
 
     def redraw(self) -> None:
-        state = "paused" if self.clock.paused_at else "playing"
+        state = self.state()
         hud = None
         if self.hud:  # where we are, fresh every frame; then the figures
             hud = [f"{state} {self.where}"] if self.where else []
@@ -313,6 +366,12 @@ class Player:
         self.clock.anchor(index, at)
         self.clock.reanchors += 1
         self.publish_clock()
+
+    def live_due(self, record: FrameRecord) -> float:
+        """When a live frame is due: `live_room` after the reader got it. The clock
+        is anchored so, so that the age of every frame shown is that room, not what
+        it was when the clock happened to start."""
+        return record.read_at + self.live_room
 
     def publish_clock(self) -> None:
         """Tell the analyzers the clock, so they skip frames that are already late."""
@@ -347,7 +406,8 @@ class Player:
         else:
             need = max(self.analysis_s, default=0.0)
             if now - self.skipping_since > need + REANCHOR_S:
-                self.reanchor(record.index, now + need + LIVE_LEAD_S)
+                self.live_room = need + LIVE_LEAD_S
+                self.reanchor(record.index, self.live_due(record))
                 self.skipping_since = None
 
     def _stall(self, now: float) -> None:
@@ -362,12 +422,21 @@ class Player:
         if due != self.last_stall_due:
             self.last_stall_due = due
             run.stats.stalls += 1
-            run.stats.warn_dry()
+            silent = time.monotonic_ns() - int(run.shared[ctl.LAST_READ_NS])
+            if run.info.live and silent > SILENT_S * 1e9:  # not slow: the source sends nothing
+                run.stats.warn(
+                    f"{run.info.spec}: nothing from the source (reopened after "
+                    f"--source-timeout {run.opts.source_timeout:g} s)"
+                )
+            else:
+                run.stats.warn_dry()
         # Starving: the next frame is over REANCHOR_S late and still not here.  The
         # clock restarts a little ahead of now, at the next frame, so the analyzers
-        # (which skip what is late) work on frames that can be shown on time.
+        # (which skip what is late) work on frames that can be shown on time.  Not
+        # live: there the clock follows the times the frames were read, which the
+        # frames to come keep to (a frame that comes late restarts it when shown).
         nxt = self.last_index + 1
-        if self.clock.lateness(nxt, now) > REANCHOR_S:
+        if not run.live and self.clock.lateness(nxt, now) > REANCHOR_S:
             self.reanchor(nxt, now + STARVED_LEAD_S)
 
     def _idle_wait(self, now: float) -> float:

@@ -39,13 +39,19 @@ class Child:
     spawn, it does not re-import the parent's __main__ (a script without a main
     guard works) and starts no resource tracker."""
 
-    def __init__(self, name: str, target: str, args: tuple, debug: bool = False) -> None:
+    def __init__(
+        self, name: str, target: str, args: tuple, debug: bool = False, pass_fds: tuple = ()
+    ) -> None:
         self.name = name
         # The role in the environment: a run started in the child (a script without
         # a main guard, imported for its analysis) is refused, not multiplied.
         env = dict(os.environ, **{CHILD_ENV: name})
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, close_fds=True, env=env
+            [sys.executable, "-c", _BOOT],
+            stdin=subprocess.PIPE,
+            close_fds=True,
+            pass_fds=pass_fds,  # only these of ours are open in the child
+            env=env,
         )
         payload = (name, os.getpid(), target, args, debug)
         try:

@@ -10,8 +10,8 @@ import numpy as np
 
 from engine._ring import Ring
 
-# Per-frame metadata, written by the reader (index, pts, epoch), the analyzer
-# (status, worker, result_len, analysis_ns) and the display (shown, for the writer).
+# Per-frame metadata, written by the reader (index, pts, epoch, gap_ms, read_at), the
+# analyzer (status, worker, result_len, analysis_ns) and the display (shown, for the writer).
 META = np.dtype(
     [
         ("index", "<i8"),  # frame number in the source
@@ -23,7 +23,12 @@ META = np.dtype(
         ("result_len", "<i4"),
         ("steps_len", "<i4"),  # the ordered steps' results (JSON), when the run has steps
         ("steps_status", "<i4"),  # OK, or ERROR (a step raised: its report is there)
+        # A live source that came back after a gap: the milliseconds of the stream
+        # lost just before this frame (0 for every other frame).
+        ("gap_ms", "<i4"),
+        ("read_at", "<f8"),  # when the reader got the frame: time.monotonic(), any process
         ("shown", "<i4"),  # set by the display as it lets the frame go: 1 shown, 0 not
+        ("pad", "<i4"),
     ]
 )
 # Analysis status: done; raised (stops the run); raised under --on-error skip;

@@ -16,7 +16,9 @@ import contextlib
 import math
 import os
 import re
+import socket
 import statistics
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -42,6 +44,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SourceInfo",
+    "connect",
     "open_source",
     "probe",
     "read_frame_number",
@@ -59,7 +62,17 @@ PLAUSIBLE_FPS = (0.1, 1000.0)  # a rate outside this is a broken header: FALLBAC
 # taken to be wrong and the timestamps' rate is played.
 RATE_FRAMES = 10
 RATE_TOLERANCE = 0.10
-OPEN_TIMEOUT_MS = 5000  # for URLs: how long opening and each read may wait
+# A network source (a URL) may take this long to open, and to give each frame, before
+# it counts as stalled (--source-timeout): a live one is then reopened.
+SOURCE_TIMEOUT_S = 5.0
+# FFmpeg's options for opening a network source, unless OPENCV_FFMPEG_CAPTURE_OPTIONS
+# is set (OpenCV's "key;value|key;value" form): RTSP over TCP (no lost packets, no
+# smeared frames; many cameras need it through NAT), and no input buffering, so a
+# frame is handed over the moment it is decoded. Options a protocol does not know
+# are ignored.
+LOW_LATENCY_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
+FILE_OPTIONS = "rtsp_transport;tcp"
+RETRY_S = 0.01  # between reads of a stream's first frame that fail
 # In a file, a frame that does not decode (damaged) is passed over: the frames after
 # it may. A read fails at the end of the file too (at once, each time), so this many
 # failed reads in a row are taken for the end.
@@ -106,6 +119,9 @@ class Source(ABC):
     # the stream; None where the source has none (the demo, cameras) or it is not
     # usable (not finite, negative).
     pts: float | None = None
+    # When the frame read last was got from the source (time.monotonic(), the same
+    # clock in every process): a live frame's age is counted from it.
+    read_at: float = 0.0
 
     @abstractmethod
     def read_into(self, out: np.ndarray) -> bool:
@@ -282,6 +298,7 @@ class DemoSource(Source):
                 self._scratch = np.empty((self.info.height, self.info.width, 3), np.uint8)
             self._renderer.render(self._next, self._scratch)
             _fit_into(self._scratch, out)
+        self.read_at = time.monotonic()
         self._next += 1
         self.frames_read += 1
         return True
@@ -341,6 +358,13 @@ def _fit_into(image: np.ndarray, out: np.ndarray) -> None:
             np.copyto(out, resized)
 
 
+def quiet_opencv() -> None:
+    """Keep OpenCV's warnings off stderr in this process (a reader: "Stream timeout
+    triggered" on every stall of a stream), unless OPENCV_LOG_LEVEL says otherwise."""
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """Keep OpenCV's warnings and errors about an input it cannot open off stderr
@@ -377,19 +401,22 @@ def _name(kind: str, spec: str) -> str:
     return spec
 
 
-def _open_capture(kind: str, spec: str) -> cv2.VideoCapture | None:
-    """An opened VideoCapture for a file, URL or camera, or None."""
+def _open_capture(
+    kind: str, spec: str, timeout_s: float = SOURCE_TIMEOUT_S, live: bool = True
+) -> cv2.VideoCapture | None:
+    """An opened VideoCapture for a file, URL or camera, or None. A URL gets
+    `timeout_s` to open and for each read after (FFmpeg's own only: the timeouts
+    apply with CAP_FFMPEG), and, unless the user set theirs, the low-latency options
+    (`live`) or RTSP over TCP only (a file served over the network: without input
+    buffering, the first frame can be passed over)."""
     with _quiet_opencv():
         if kind == "camera":
             cap = cv2.VideoCapture(int(spec))
         elif kind == "url":
-            params = [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                OPEN_TIMEOUT_MS,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                OPEN_TIMEOUT_MS,
-            ]
-            cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+            ms = round(timeout_s * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            with _capture_options(LOW_LATENCY_OPTIONS if live else FILE_OPTIONS):
+                cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
         elif cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG):
             # FFmpeg only: OpenCV's other file backends print their complaints
             # about a file that is not video straight to stderr
@@ -397,6 +424,54 @@ def _open_capture(kind: str, spec: str) -> cv2.VideoCapture | None:
         else:
             cap = cv2.VideoCapture(spec)
     return cap if cap.isOpened() else None
+
+
+@contextlib.contextmanager
+def _capture_options(options: str) -> Iterator[None]:
+    """OpenCV reads FFmpeg's options from the environment at each open: `options`
+    for one open, unless the user set OPENCV_FFMPEG_CAPTURE_OPTIONS."""
+    if CAPTURE_OPTIONS in os.environ:
+        yield
+        return
+    os.environ[CAPTURE_OPTIONS] = options
+    try:
+        yield
+    finally:
+        os.environ.pop(CAPTURE_OPTIONS, None)
+
+
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# The ports of the schemes whose servers can be asked whether they answer at all.
+_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935}
+
+
+def _why_not_open(url: str, waited_s: float, timeout_s: float) -> str:
+    """Why a URL did not open, as far as it can be told: a connection refused, a
+    host that does not answer or does not exist; else what reached us was not video
+    (or nothing did, within the timeout)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    waited_out = waited_s >= timeout_s * 0.9
+    if scheme in ("udp", "rtp", "srt"):
+        return f"nothing received within {timeout_s:g} s" if waited_out else "not a video stream"
+    try:
+        host, port = parts.hostname, parts.port or _PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        return "not a URL OpenCV can open"
+    if host and port:
+        try:
+            socket.create_connection((host, port), timeout=min(timeout_s, 2.0)).close()
+        except socket.gaierror:
+            return f"unknown host {host}"
+        except ConnectionRefusedError:
+            return "connection refused"
+        except TimeoutError:
+            return f"no answer from {host}:{port}"
+        except OSError as e:
+            return e.strerror or str(e)
+    if waited_out:
+        return f"connected, but no video came within {timeout_s:g} s"
+    return "not a video stream OpenCV can decode"
 
 
 def _classify(spec: str | int | None) -> tuple[str, str]:
@@ -418,6 +493,11 @@ def _classify(spec: str | int | None) -> tuple[str, str]:
     return spec, "file"
 
 
+def source_kind(spec: str | int | None) -> str:
+    """What a source is, from how it is given: "demo", "file", "url" or "camera"."""
+    return _classify(spec)[1]
+
+
 def _read(
     cap: cv2.VideoCapture, kind: str, out: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, int]:
@@ -429,6 +509,18 @@ def _read(
         if ok and image is not None and image.size:
             return image, failed
     return None, 0
+
+
+def _first_frame(cap: cv2.VideoCapture, kind: str, timeout_s: float) -> np.ndarray | None:
+    """The first frame that decodes. A stream joined mid-way has none before its
+    next keyframe, and a read can fail meanwhile: a URL's is waited for, up to
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        image, _ = _read(cap, kind)
+        if image is not None or kind != "url" or time.monotonic() >= deadline:
+            return image
+        time.sleep(RETRY_S)  # a read that fails at once (the end) must not spin
 
 
 def _check_file(path: str) -> None:
@@ -482,64 +574,127 @@ def _goes_back(cap: cv2.VideoCapture, first: np.ndarray) -> bool:
     return bool(ok) and image is not None and np.array_equal(image, first)
 
 
-def probe(spec: str | int | None, fps: float | None = None) -> SourceInfo:
+def _connect(kind: str, text: str, timeout_s: float, live: bool = True) -> cv2.VideoCapture:
+    """The source opened, or a SourceError that says why not."""
+    name = _name(kind, text)
+    began = time.monotonic()
+    cap = _open_capture(kind, text, timeout_s, live)
+    if cap is not None:
+        return cap
+    if kind == "file":
+        raise SourceError(f"{name}: not a video OpenCV can decode")
+    if kind == "camera":
+        raise SourceError(f"{name}: cannot open")
+    why = _why_not_open(text, time.monotonic() - began, timeout_s)
+    raise SourceError(f"{name}: cannot open: {why}")
+
+
+@dataclass
+class _Kept:
+    """A frame the probe of a live source read, handed on as its first frames."""
+
+    image: np.ndarray
+    pts: float | None
+    read_at: float
+
+
+def probe(
+    spec: str | int | None, fps: float | None = None, timeout_s: float = SOURCE_TIMEOUT_S
+) -> SourceInfo:
     """Check a source and describe it: None or "demo" is the demo, a camera index
     (0 or "0") a camera, "scheme://..." a URL, anything else a path. The first
     frame is decoded, so a SourceError here means the source cannot be played.
-    `fps` (--fps) is the rate to play at, whatever the source says."""
+    `fps` (--fps) is the rate to play at, whatever the source says. A live source
+    is better opened once, with `connect()`, in the process that reads it."""
     text, kind = _classify(spec)
     if kind == "demo":
         info = _demo_info(DEMO_FRAMES, DEMO_SIZE, DEMO_FPS)
         return info if fps is None else replace(info, fps=float(fps))
     if kind == "file":
         _check_file(text)
-    name = _name(kind, text)
-    cap = _open_capture(kind, text)
-    if cap is None:
-        if kind == "file":
-            raise SourceError(f"{name}: not a video OpenCV can decode")
-        if kind == "camera":
-            raise SourceError(f"{name}: cannot open")
-        raise SourceError(
-            f"{name}: cannot open (refused, no answer within {OPEN_TIMEOUT_MS // 1000} s, "
-            "or not a stream OpenCV can decode)"
-        )
+    cap = _connect(kind, text, timeout_s, live=False)
     try:
-        first, _ = _read(cap, kind)
-        if first is None:
-            if kind == "file":
-                raise SourceError(f"{name}: not a video OpenCV can decode")
-            hint = ""
-            if kind == "url" and urlsplit(text).path.lower().endswith((".mp4", ".m4v", ".mov")):
-                # its index (moov) is at the end, out of reach of a server without ranges
-                hint = (
-                    " (an mp4 served over http needs its index first: remux it with "
-                    "ffmpeg -i IN -c copy -movflags +faststart OUT, or serve it with ranges)"
-                )
-            raise SourceError(f"{name}: opened but gives no frames{hint}")
-        header = cap.get(cv2.CAP_PROP_FPS)
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        frame_count = int(count) if math.isfinite(count) and count > 0 else None
-        # A URL that reports a frame count is a file served over the network: read
-        # at the player's pace, never dropped at the source. Without one it is a
-        # stream, live like a camera.
-        live = kind == "camera" or (kind == "url" and frame_count is None)
-        rate = None
-        if kind != "camera":  # a camera's timestamps are its clock's, not a container's
-            first = first.copy()
-            stamps = [_container_pts(cap)]
-            while len(stamps) < RATE_FRAMES and cap.grab():
-                stamps.append(_container_pts(cap))
-            rate = _timestamp_rate(stamps)
-        seekable = kind == "file" or (kind == "url" and not live and _goes_back(cap, first))
-        header_wrong = (
-            _plausible(header) and _plausible(rate) and abs(rate / header - 1) > RATE_TOLERANCE
-        )
-        # A header whose rate is wrong gives a frame count as doubtful: Matroska, for
-        # one, stores none, and OpenCV makes one from the duration and that rate.
-        declared = None if live or header_wrong else frame_count
+        return _describe(cap, kind, text, fps, keep=False)[0]
     finally:
         cap.release()
+
+
+def connect(
+    spec: str | int, fps: float | None = None, timeout_s: float = SOURCE_TIMEOUT_S
+) -> Source:
+    """Open a URL or a camera once, describe it (`.info`) and keep it open for
+    reading: a server or camera that takes one client at a time is never asked
+    twice, and the frames the probe read are the first ones read. A URL that turns
+    out to be a file served over the network is read from its start."""
+    text, kind = _classify(spec)
+    if kind not in ("url", "camera"):
+        raise ValueError(f"connect() is for URLs and cameras, not {kind}")
+    cap = _connect(kind, text, timeout_s)
+    try:
+        info, kept = _describe(cap, kind, text, fps, keep=True, timeout_s=timeout_s)
+    except BaseException:
+        cap.release()
+        raise
+    if not info.live:
+        # A file served over the network: the live options may have passed over its
+        # first frame. Described, and read from its start, without them.
+        cap.release()
+        return _CaptureSource(probe(text, fps, timeout_s), timeout_s=timeout_s)
+    return _CaptureSource(info, timeout_s=timeout_s, cap=cap, kept=kept)
+
+
+def _describe(
+    cap: cv2.VideoCapture,
+    kind: str,
+    text: str,
+    fps: float | None,
+    keep: bool,
+    timeout_s: float = SOURCE_TIMEOUT_S,
+) -> tuple[SourceInfo, list[_Kept]]:
+    """What an opened source is (see probe()), and, with `keep`, the frames of a
+    live source read to find it out."""
+    name = _name(kind, text)
+    first = _first_frame(cap, kind, timeout_s)
+    if first is None:
+        if kind == "file":
+            raise SourceError(f"{name}: not a video OpenCV can decode")
+        hint = ""
+        if kind == "url" and urlsplit(text).path.lower().endswith((".mp4", ".m4v", ".mov")):
+            # its index (moov) is at the end, out of reach of a server without ranges
+            hint = (
+                " (an mp4 served over http needs its index first: remux it with "
+                "ffmpeg -i IN -c copy -movflags +faststart OUT, or serve it with ranges)"
+            )
+        raise SourceError(f"{name}: opened but gives no frames{hint}")
+    first = first.copy()  # the capture may decode the next frame into the same buffer
+    kept = [_Kept(first, None if kind == "camera" else _container_pts(cap), time.monotonic())]
+    header = cap.get(cv2.CAP_PROP_FPS)
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    frame_count = int(count) if math.isfinite(count) and count > 0 else None
+    # A URL that reports a frame count is a file served over the network: read at
+    # the player's pace, never dropped at the source. Without one it is a stream,
+    # live like a camera.
+    live = kind == "camera" or (kind == "url" and frame_count is None)
+    rate = None
+    if kind != "camera":  # a camera's timestamps are its clock's, not a container's
+        stamps = [kept[0].pts]
+        while len(stamps) < RATE_FRAMES:
+            if keep and live:  # these frames are played: decode them
+                ok, image = cap.read()
+                if not ok or image is None:
+                    break
+                kept.append(_Kept(image.copy(), _container_pts(cap), time.monotonic()))
+            elif not cap.grab():
+                break
+            stamps.append(_container_pts(cap))
+        rate = _timestamp_rate(stamps)
+    seekable = kind == "file" or (kind == "url" and not live and _goes_back(cap, first))
+    header_wrong = (
+        _plausible(header) and _plausible(rate) and abs(rate / header - 1) > RATE_TOLERANCE
+    )
+    # A header whose rate is wrong gives a frame count as doubtful: Matroska, for
+    # one, stores none, and OpenCV makes one from the duration and that rate.
+    declared = None if live or header_wrong else frame_count
 
     note = None
     if _plausible(header) and not header_wrong:
@@ -560,7 +715,7 @@ def probe(spec: str | int | None, fps: float | None = None) -> SourceInfo:
         played = fps
     elif note:
         notes.append(f"{note} (--fps sets the rate)")
-    return SourceInfo(
+    info = SourceInfo(
         spec=text,
         kind=kind,
         width=int(first.shape[1]),
@@ -571,21 +726,32 @@ def probe(spec: str | int | None, fps: float | None = None) -> SourceInfo:
         notes=tuple(notes),
         seekable=seekable,
     )
+    return info, kept if keep and live else []
 
 
 class _CaptureSource(Source):
-    """A file, URL or camera read through cv2.VideoCapture."""
+    """A file, URL or camera read through cv2.VideoCapture; a live one (`cap` and
+    the frames its probe read given by connect()) can be opened again."""
 
-    def __init__(self, info: SourceInfo) -> None:
+    def __init__(
+        self,
+        info: SourceInfo,
+        timeout_s: float = SOURCE_TIMEOUT_S,
+        cap: cv2.VideoCapture | None = None,
+        kept: list[_Kept] | None = None,
+    ) -> None:
         self.info = info
         self.frames_read = self.frames_skipped = 0
         self._name = _name(info.kind, info.spec)
         self._position = 0  # the index of the next frame
-        if info.kind == "file":
-            _check_file(info.spec)  # it may have changed since the probe: say how
-        cap = _open_capture(info.kind, info.spec)
+        self._timeout_s = timeout_s
+        self._kept = list(kept or ())
         if cap is None:
-            raise SourceError(f"{self._name}: cannot open")
+            if info.kind == "file":
+                _check_file(info.spec)  # it may have changed since the probe: say how
+            cap = _open_capture(info.kind, info.spec, timeout_s, live=info.live)
+            if cap is None:
+                raise SourceError(f"{self._name}: cannot open")
         self._cap: cv2.VideoCapture | None = cap
 
     def _capture(self) -> cv2.VideoCapture:
@@ -594,12 +760,20 @@ class _CaptureSource(Source):
         return self._cap
 
     def read_into(self, out: np.ndarray) -> bool:
+        if self._kept:  # read by the probe: first
+            kept = self._kept.pop(0)
+            _fit_into(kept.image, out)
+            self.pts, self.read_at = kept.pts, kept.read_at
+            self.frames_read += 1
+            self._position += 1
+            return True
         # read(image=out) decodes into out when it has the frame's size; otherwise
         # OpenCV allocates a new array and returns it instead
         cap = self._capture()
         image, skipped = _read(cap, self.info.kind, out)
         if image is None:
             return False
+        self.read_at = time.monotonic()
         if image is not out:
             _fit_into(image, out)
         self.frames_read += 1
@@ -609,9 +783,27 @@ class _CaptureSource(Source):
         return True
 
     def skip(self) -> bool:
-        if not self._capture().grab():
+        if self._kept:
+            self._kept.pop(0)
+        elif not self._capture().grab():
             return False
         self._position += 1
+        return True
+
+    def reopen(self) -> bool:
+        """A live source that stopped: open it again; False if it does not open or
+        gives no frame. Its frames go on from where they stopped."""
+        self.close()
+        cap = _open_capture(self.info.kind, self.info.spec, self._timeout_s)
+        if cap is None:
+            return False
+        first = _first_frame(cap, self.info.kind, self._timeout_s)
+        if first is None:
+            cap.release()
+            return False
+        pts = None if self.info.kind == "camera" else _container_pts(cap)
+        self._kept.append(_Kept(first.copy(), pts, time.monotonic()))
+        self._cap = cap
         return True
 
     def seek(self, frame_index: int) -> None:
@@ -630,6 +822,7 @@ class _CaptureSource(Source):
         self._position = target
 
     def close(self) -> None:
+        self._kept.clear()
         if self._cap is not None:
             self._cap.release()
             self._cap = None

@@ -75,10 +75,15 @@ class RunStats:
         # --on-error skip: each distinct error (type and message) with its count and
         # first frame; past DISTINCT_ERRORS, errors are counted only
         self.errors: dict[str, dict] = {}
-        self.ended = "end"  # why the run ended: end, quit, interrupted, terminated, error
+        # why the run ended: end, quit, interrupted, terminated, error, source lost
+        self.ended = "end"
         self.seeks = 0
         self.output: dict | None = None  # --output: what the writer wrote (the supervisor's)
         self.analysis_ms = Samples()
+        # A live run: each frame's age when shown (from the reader getting it), and
+        # the frames not shown because they were older than --max-latency by then.
+        self.latency_ms = Samples()
+        self.dropped_latency = 0
         self.timing_error_ms = Samples()
         self.t_start = self.t_end = time.monotonic()
         self.final: dict | None = None
@@ -155,8 +160,16 @@ class RunStats:
         else:
             self.analysis_ms.add(analysis_ns / 1e6)
 
-    def shown(self, index: int, late_s: float) -> None:
+    def warn_old(self, max_latency: float) -> None:
+        self.warn(
+            f"frames older than --max-latency {max_latency:g} s are dropped (the analysis "
+            "or the display is behind the source)"
+        )
+
+    def shown(self, index: int, late_s: float, age_s: float | None = None) -> None:
         now = time.monotonic()
+        if age_s is not None:
+            self.latency_ms.add(age_s * 1000)
         if self.first_shown is None:
             self.first_shown = now
         self.last_shown = now
@@ -208,7 +221,7 @@ class RunStats:
         dec, ana, disp = self.rates(run)
         buf = self.buffered(run)
         p50, p95 = _percentiles(self.analysis_ms.recent, [50, 95])
-        return [
+        lines = [
             f"{self.info.spec}  {self.info.width}x{self.info.height} @ {self.info.fps:g} fps",
             f"fps: decode {dec:.0f}  analysis {ana:.0f}  display {disp:.0f}",
             f"buffer: {buf} frames ({buf / self.info.fps:.2f} s)",
@@ -216,9 +229,21 @@ class RunStats:
             f"failed {self.failed}  seek {self.discarded_seek}  stalls {self.stalls}",
             f"analysis '{self.analysis}': p50 {p50 or 0:.1f} ms  p95 {p95 or 0:.1f} ms",
         ]
+        if run.max_latency is not None:
+            l50, l99 = _percentiles(self.latency_ms.recent, [50, 99])
+            lines.append(
+                f"latency: p50 {l50 or 0:.0f} ms  p99 {l99 or 0:.0f} ms  "
+                f"(too old: {self.dropped_latency}; reconnects {run.shared[ctl.RECONNECTS]})"
+            )
+        attempt = reconnecting(run)
+        if attempt:
+            lines.append(f"reconnecting (attempt {attempt})")
+        return lines
 
     def postfix(self, run) -> str:
-        return f"buffer {self.buffered(run)}, dropped {self.dropped_late}, stalls {self.stalls}"
+        text = f"buffer {self.buffered(run)}, dropped {self.dropped_late}, stalls {self.stalls}"
+        attempt = reconnecting(run)
+        return f"reconnecting (attempt {attempt}), {text}" if attempt else text
 
     # ---- the end --------------------------------------------------------------------
 
@@ -235,10 +260,12 @@ class RunStats:
         decoded = int(run.shared[ctl.DECODED]) or st[0]["items"] + int(
             run.shared[ctl.DROPPED_SOURCE]
         )
-        # Every frame read was shown, dropped late, discarded by a seek, or was still
-        # in the buffer (or on its way to the display) when the run stopped.
-        left = max(0, read - self.frames_shown - self.dropped_late - self.discarded_seek)
+        # Every frame read was shown, dropped late or too old, discarded by a seek, or
+        # was still in the buffer (or on its way to the display) when the run stopped.
+        gone = self.frames_shown + self.dropped_late + self.dropped_latency + self.discarded_seek
+        left = max(0, read - gone)
         e50, e99 = _percentiles(self.timing_error_ms.values(), [50, 99])
+        l50, l99 = _percentiles(self.latency_ms.values(), [50, 99])
         self.final = {
             "source": self.info.spec,
             "analysis": self.analysis,
@@ -248,6 +275,7 @@ class RunStats:
             "frames_analyzed": analyzed,
             "frames_shown": self.frames_shown,
             "dropped_late": self.dropped_late,
+            "dropped_latency": self.dropped_latency,
             "dropped_source": int(run.shared[ctl.DROPPED_SOURCE]),
             "stalls": self.stalls,
             "failed": self.failed,
@@ -282,6 +310,14 @@ class RunStats:
             "analysis_ms": {"p50": a50, "p95": a95},
             "timing_error_ms": {"p50": e50, "p99": e99},
             "reanchors": self.reanchors,
+            # a live run: the age of the frames shown, from the reader getting them
+            "latency_ms": {
+                "p50": l50,
+                "p99": l99,
+                "max": run.max_latency and run.max_latency * 1000,
+            },
+            "reconnects": int(run.shared[ctl.RECONNECTS]),
+            "lost_s": round(int(run.shared[ctl.LOST_MS]) / 1000, 3),
             "output": self.output,
         }
 
@@ -304,6 +340,8 @@ def summary_line(s: dict) -> str:
     if s["not_analyzed_late"]:
         late += f" ({s['not_analyzed_late']} not analyzed in time)"
     parts = [f"{s['frames_shown']} shown", late]
+    if s["dropped_latency"]:
+        parts.append(f"{s['dropped_latency']} dropped too old")
     if s["discarded_seek"]:
         parts.append(f"{s['discarded_seek']} discarded by seeks")
     if s["left_unplayed"]:
@@ -321,9 +359,22 @@ def summary_line(s: dict) -> str:
         line += f"; {s['analysis_errors']} analysis errors skipped"
     if s["step_errors"]:
         line += f"; {s['step_errors']} step errors skipped"
+    if s["latency_ms"]["p99"] is not None:
+        line += f"; latency p50 {s['latency_ms']['p50']:.0f} ms p99 {s['latency_ms']['p99']:.0f} ms"
+    if s["reconnects"]:
+        line += f"; {s['reconnects']} reconnects ({s['lost_s']:.1f} s lost)"
     if s["ended"] in ENDED:  # interrupted, terminated: the line after says so
         line += f" ({ENDED[s['ended']]})"
     return line
 
 
-ENDED = {"quit": "stopped by the user", "error": "stopped by an error"}
+ENDED = {
+    "quit": "stopped by the user",
+    "error": "stopped by an error",
+    "source lost": "the source was lost",
+}
+
+
+def reconnecting(run) -> int:
+    """The attempt under way to reopen a live source that stopped; 0 if none."""
+    return int(run.shared[ctl.RECONNECTING])

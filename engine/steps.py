@@ -52,7 +52,8 @@ class Steps:
         if status == "error":
             return  # the display stops the run on it (or, skipped, it is "skipped")
         epoch = int(meta["epoch"])
-        reset, self.epoch = epoch != self.epoch, epoch
+        # a seek, or a live source that came back after a gap: not a continuation
+        reset, self.epoch = epoch != self.epoch or meta["gap_ms"] > 0, epoch
         results: dict[str, Any] = {
             self.pool_step: layout.read_result(ring, seq, meta) if status == "ok" else None
         }
@@ -80,6 +81,7 @@ class Steps:
                 results=dict(results),
                 status=status,
                 reset=reset,
+                gap=int(meta["gap_ms"]) / 1000,
             )
             try:
                 result = step(frame, out, ctx)

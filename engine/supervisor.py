@@ -11,6 +11,8 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field, replace
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
 
 from engine import control as ctl
 from engine._ring import Ring
@@ -21,7 +23,7 @@ from engine.options import PREROLL, PlayOptions, default_workers, ring_slots
 from engine.procs import Child
 from engine.segments import clean_stale
 from engine.slots import SlotLayout
-from engine.sources import SourceInfo, probe
+from engine.sources import SourceError, SourceInfo, probe, source_kind
 from engine.stats import RunStats
 from engine.videofile import encoder_threads, video_spec
 from engine.writer import WriterConfig
@@ -32,6 +34,8 @@ MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end 
 # The writer gets this long to write what the display passed and finish the file
 # (for .mp4 that moves the index to the front: the whole file is copied).
 WRITER_JOIN_S = 60.0
+CONNECT_SLACK_S = 10.0  # a live source's reader: time to start, beyond its source timeouts
+DEFAULT_MAX_LATENCY = 0.5  # seconds: --max-latency of a live run
 
 
 @dataclass
@@ -50,8 +54,58 @@ class Run:
         self.video = None
         if opts.output is not None:
             self.video = video_spec(opts.output, opts.output_codec, opts.output_crf)
+        self.ring: Ring | None = None
+        self.procs: dict[str, Child] = {}
+        self.connection: Connection | None = None  # to a live source's reader, until start()
+        self._resolve()  # a mistake in the analysis is told before any source is opened
         spec = "demo" if opts.source is None else opts.source
-        self.info = probe(spec, opts.fps)
+        if source_kind(spec) in ("url", "camera"):
+            # Opened once, by the reader that reads it: a server or camera that takes
+            # one client is never asked twice. It waits for the ring made to its size.
+            self.info = self._connect(spec)
+        else:
+            self.info = probe(spec, opts.fps)
+        try:
+            self._set_up()
+        except BaseException:
+            self.stop()  # the reader waiting for its ring
+            raise
+
+    def _connect(self, spec: str | int) -> SourceInfo:
+        """Start the reader of a live source: it opens the source and says what it
+        is (or why it cannot be opened). Ctrl-C meanwhile stops it at once."""
+        opts = self.opts
+        ours, theirs = Pipe()
+        try:
+            self.procs["reader"] = child = Child(
+                "fe-reader",
+                "engine.reader:connect_and_run",
+                (spec, opts.fps, opts.source_timeout, theirs.fileno()),
+                debug=opts.debug,
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        self.connection = ours
+        try:
+            # opening waits up to the timeout, and so may reading the first frames
+            deadline = time.monotonic() + 3 * opts.source_timeout + CONNECT_SLACK_S
+            while not ours.poll(SUPERVISE_S):
+                if not child.is_alive() or time.monotonic() > deadline:
+                    how = "stopped answering" if child.is_alive() else exit_text(child.exitcode)
+                    raise SourceError(f"{spec}: the reader process {how} while opening it")
+            what, value = ours.recv()
+        except BaseException:
+            self.stop()
+            raise
+        if what == "error":
+            self.stop()
+            raise SourceError(value)
+        return value
+
+    def _resolve(self) -> None:
+        """The analysis and the ordered steps, imported and checked."""
+        opts = self.opts
         self.analysis = resolve(opts.analyze)  # import errors surface here, once
         if self.analysis.ordered:
             raise RunError(
@@ -61,7 +115,16 @@ class Run:
             )
         then = [opts.then] if isinstance(opts.then, str) or callable(opts.then) else opts.then
         self.steps = [resolve(spec) for spec in then]
+
+    def _set_up(self) -> None:
+        opts = self.opts
         self.live = self.info.live if opts.live is None else opts.live
+        # A frame of a live run older than this when due is not shown.
+        self.max_latency = (
+            (DEFAULT_MAX_LATENCY if opts.max_latency is None else opts.max_latency)
+            if self.live
+            else None
+        )
         self.workers = opts.workers or default_workers()
         self.layout = SlotLayout(
             self.info.height, self.info.width, not self.analysis.in_place, steps=bool(self.steps)
@@ -94,8 +157,6 @@ class Run:
         if self.video is not None:
             self.stages += ("ordered",)
         self.writer_stage = len(self.stages) if self.video is not None else 0
-        self.ring: Ring | None = None
-        self.procs: dict[str, Child] = {}
         # Where a window will open, the user can seek back after the source ended.
         self.seekable = (
             self.info.seekable
@@ -143,9 +204,20 @@ class Run:
             steps_stage=self.steps_stage,
             workers=self.workers,
             writer_stage=self.writer_stage,
+            source_timeout=self.opts.source_timeout,
+            reconnect_for=self.opts.reconnect_for,
+            max_latency=self.max_latency,
         )
         self.writer_fields = ctl.writer_fields(self.ring, self.workers)
-        self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
+        if self.connection is not None:  # the reader of a live source: it is waiting
+            try:
+                self.connection.send(self.cfg)
+            except OSError:  # it died meanwhile; supervise() says so
+                pass
+            self.connection.close()
+            self.connection = None
+        else:
+            self._spawn("reader", "fe-reader", "engine.reader:run", (self.cfg,))
         for w in range(1, self.workers + 1):
             self._spawn_analyzer(w)
         if self.steps:
@@ -234,12 +306,22 @@ class Run:
     def stop(self) -> None:
         """Let the writer finish the file, then stop every child within JOIN_S and
         remove the segment; safe to call twice."""
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        reader = self.procs.get("reader")
         if self.ring is None:
+            # Only a live source's reader, opening it (no ring to tell it by): at once.
+            if reader is not None:
+                reader.kill()
+                reader.join(1.0)
             return
         try:
             self.stop_writer(check=False)
         finally:
             self.ring.abort()
+        if reader is not None and self.shared[ctl.RECONNECTING]:
+            reader.kill()  # it may be in the middle of an open that waits for its timeout
         deadline = time.monotonic() + JOIN_S
         for p in self.procs.values():
             p.join(max(0.0, deadline - time.monotonic()))
@@ -250,6 +332,13 @@ class Run:
         self.ring.close()
         self.ring.unlink()
         self.ring = None
+
+    def source_lost(self) -> str | None:
+        """Why the run ended early, when a live source stopped and did not come back
+        within --reconnect-for (the reader said why); None otherwise."""
+        if self.ring is None or not self.shared[ctl.SOURCE_LOST]:
+            return None
+        return ctl.reported_error(self.ring) or f"{self.info.spec}: lost"
 
     # ---- supervision ----------------------------------------------------------
 

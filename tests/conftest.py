@@ -73,9 +73,9 @@ def scripted(monkeypatch):
     shown = []
     real_shown = RunStats.shown
 
-    def record(self, index, late_s):
+    def record(self, index, late_s, age_s=None):
         shown.append(index)
-        real_shown(self, index, late_s)
+        real_shown(self, index, late_s, age_s)
 
     monkeypatch.setattr(RunStats, "shown", record)
 
@@ -95,3 +95,24 @@ def scripted(monkeypatch):
         monkeypatch.setattr(display.WindowView, "events", events)
 
     return shown, install
+
+
+@pytest.fixture
+def stream_server():
+    """Start stream servers on the loopback (tests/streams.py):
+    `stream_server("udp", frames=90)` gives a started StreamServer; every server
+    started is stopped at the end of the test, and none of its processes is left."""
+    from streams import StreamServer
+
+    servers = []
+
+    def start(kind, **kw):
+        server = StreamServer(kind, **kw).start()
+        servers.append(server)
+        return server
+
+    yield start
+    pids = [pid for s in servers for pid in s.pids]
+    for s in servers:
+        s.stop()
+    assert not [pid for pid in pids if running(pid)], "stream server processes left"

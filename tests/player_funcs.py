@@ -15,6 +15,11 @@ def slow(frame, out, ctx):
     return {"n": ctx.frame_index}
 
 
+def two_intervals(frame, out, ctx):
+    """Twice the interval of a 30 fps stream a frame (a workload)."""
+    time.sleep(2 / 30)
+
+
 def number(frame, out, ctx):
     """The frame number read back from the pixels, and the index the reader gave."""
     return {"pixels": read_frame_number(frame), "index": ctx.frame_index, "pts": ctx.pts}
