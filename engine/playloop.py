@@ -319,7 +319,10 @@ class Player:
         for sink in self.sinks:
             sink.shown(record, image)
         if self.shown is not None:
-            self.arrivals.release(self.shown.seq, shown=True)
+            # forgotten before it is released: Ctrl-C in between leaves it held
+            # (unwritten), never released twice
+            previous, self.shown = self.shown, None
+            self.arrivals.release(previous.seq, shown=True)
         self.shown = record
         self.last_index = record.index
         # (a live frame shown late restarts the clock on its reading, not on now:
@@ -337,8 +340,8 @@ class Player:
         if self.shown is not None:
             if self.windowed:
                 self.view.keep_copy()
-            self.arrivals.release(self.shown.seq, shown=True)
-            self.shown = None
+            record, self.shown = self.shown, None  # as in show(): never released twice
+            self.arrivals.release(record.seq, shown=True)
 
     def drop(self, record: FrameRecord, too_old: bool = False) -> None:
         """A late frame (or, live, one older than --max-latency), released unseen."""
