@@ -18,6 +18,9 @@ _EXPORTS = {
     "Context": "engine.analysis",
     "analysis": "engine.analysis",
     "AnalysisError": "engine.analysis",
+    "BatchItem": "engine.batchjobs",
+    "batch": "engine.batchjobs",
+    "batch_results": "engine.batchjobs",
     "Frame": "engine.api",
     "frames": "engine.api",
     "play": "engine.api",
@@ -33,6 +36,7 @@ _EXPORTS = {
 __all__ = [
     "AnalysisError",
     "AnalysisFailed",
+    "BatchItem",
     "Context",
     "Frame",
     "FrameEngineError",
@@ -44,6 +48,8 @@ __all__ = [
     "Terminated",
     "__version__",
     "analysis",
+    "batch",
+    "batch_results",
     "clean_stale",
     "frames",
     "play",
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
     from engine._ring import Ring, RingAborted
     from engine.analysis import AnalysisError, Context, analysis
     from engine.api import Frame, Terminated, frames, play
+    from engine.batchjobs import BatchItem, batch, batch_results
     from engine.errors import AnalysisFailed, FrameEngineError, MainGuardError, RunError
     from engine.segments import clean_stale
     from engine.sources import SourceError

@@ -37,13 +37,13 @@ def play(source: str | int | None = "demo", **options) -> dict:
         player = Player(run)
         try:
             player.play()
-        except BaseException as e:
+            run.finish()  # the analyzers and steps give their summaries as they exit
+        except BaseException as e:  # (also a SIGTERM while they do)
             run.stats.ended = ENDED_BY.get(type(e), "error")
             run.stop_writer(check=False)  # what was written up to now is a finished file
             run.stats.finished(run)
             e.stats = run.stats.as_dict()  # the command line still sums the run up
             raise
-        run.finish()  # the analyzers and steps give their summaries as they exit
         lost = run.source_lost()
         if lost:  # a live source stopped and did not come back: played up to there
             run.stats.ended = "source lost"
@@ -82,10 +82,14 @@ class Frame:
         return iter((self.image, self.result))
 
 
-def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
+def frames(
+    source: str | int | None = "demo", *, stats: dict | None = None, **options
+) -> Iterator[Frame]:
     """Analyzed frames in order, as fast as they come (`Frame`s, which unpack as
     `image, result`). The image is a read-only view into the ring, valid until the
-    next iteration (copy it to keep it). Leaving the loop stops the run."""
+    next iteration (copy it to keep it). Leaving the loop stops the run.  A dict
+    given as `stats` gets the run's figures (as `play()` returns them) once the
+    frames have ended."""
     options.setdefault("untimed", True)
     for name in ("output", "results", "stats_json", "headless"):
         if options.get(name) is not None:
@@ -99,7 +103,12 @@ def frames(source: str | int | None = "demo", **options) -> Iterator[Frame]:
             if record is None:  # none came meanwhile: look at the children
                 run.supervise()
                 if arrivals.eof:
-                    lost = run.source_lost()
+                    lost = run.source_lost()  # a live source that did not come back
+                    if stats is not None:  # the steps give their summaries as they exit
+                        run.finish()
+                        run.stats.ended = "source lost" if lost else run.stats.ended
+                        run.stats.finished(run)
+                        stats.update(run.stats.as_dict())
                     if lost:
                         raise RunError(lost)
                     return

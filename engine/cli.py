@@ -22,6 +22,8 @@ examples:
   frame-engine play street.mp4 --analyze detect --then track --then count:y=0.6
   frame-engine play rtsp://camera/stream --live --analyze motion
   frame-engine play 0                        camera 0
+  frame-engine batch videos/ --analyze flow --out results/   every video of a folder
+  frame-engine batch long.mp4 --analyze motion --split 60 --ray auto --out results/
   frame-engine clean                         remove segments left by killed runs
 
 keys (window): space pause, left/right seek 5 s, . step while paused,
@@ -223,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--debug", action="store_true", help="tracebacks for errors")
     play.set_defaults(func=_play)
 
+    _add_batch(sub)
+
     clean = sub.add_parser("clean", help="remove shared-memory segments left by dead runs")
     clean.add_argument("--quiet", action="store_true", help="print nothing but errors")
     clean.set_defaults(func=_clean)
@@ -294,6 +298,142 @@ def _report(stats: dict, args: argparse.Namespace) -> None:
     for name, summary in stats["summaries"].items():  # what the steps' close() said
         if summary and not isinstance(summary, list):
             print(f"frame-engine: {name}: {json.dumps(summary)}", file=sys.stderr)
+
+
+BATCH_EXAMPLES = """\
+examples:
+  frame-engine batch videos/ --analyze flow --out results/
+  frame-engine batch 'cams/*.mp4' --analyze detect --then track --out results/ --ray auto
+  frame-engine batch day.mp4 --analyze motion --split 60 --out results/ --ray 10.0.0.1:6379
+  frame-engine batch videos/ --analyze edges --out results/ --ray off --jobs 2 --resume
+
+writes, per input, DIR/<name>.jsonl (one line per frame, in frame order, as
+play --results writes them) and DIR/<name>.stats.json, and DIR/summary.json;
+exit status 0 when every input is complete, 1 when one failed or is incomplete
+"""
+
+
+def _add_batch(sub) -> None:
+    b = sub.add_parser(
+        "batch",
+        help="analyze many files, or time ranges of one, here or on a Ray cluster",
+        epilog=BATCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders or globs")
+    b.add_argument(
+        "--analyze",
+        default="none",
+        metavar="NAME|module:function",
+        help="none (default), gray, edges, blur, motion, flow, detect, or module:function",
+    )
+    b.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="an ordered step after the analysis (repeat for more): track, count, ...",
+    )
+    b.add_argument("--out", required=True, metavar="DIR", help="the folder for the results")
+    b.add_argument(
+        "--ray",
+        default="auto",
+        metavar="auto|local|off|ADDRESS",
+        help="auto (default): a running Ray cluster if there is one, else here; local: a "
+        "private Ray instance; off: here, without Ray; or a cluster's address",
+    )
+    b.add_argument(
+        "--jobs",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="without Ray: jobs run at once on this machine (default 1)",
+    )
+    b.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        metavar="N",
+        help="analyzer processes of each job (default: a node's CPUs, or the cores shared by "
+        "--jobs, less one for the reader)",
+    )
+    b.add_argument(
+        "--split",
+        type=_float,
+        metavar="SECONDS",
+        help="cut each input into time ranges of this length, run as separate jobs",
+    )
+    b.add_argument(
+        "--warmup",
+        type=_float,
+        metavar="SECONDS",
+        help="with --split: each range is read from this long before its first frame, for "
+        "ordered steps to pick up what is on screen (default 2 with --then, else 0)",
+    )
+    b.add_argument(
+        "--resume", action="store_true", help="skip inputs whose results are complete in DIR"
+    )
+    b.add_argument(
+        "--output-video",
+        nargs="?",
+        const="mp4",
+        metavar="EXT",
+        help="also write each input's frames, as shown, to DIR/<name>.EXT (default mp4)",
+    )
+    b.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="when the analysis raises: fail that input (default) or count and go on",
+    )
+    b.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=512 * 2**20,
+        metavar="SIZE",
+        help="cap on each job's frame buffer (default 512M)",
+    )
+    b.add_argument("--quiet", action="store_true", help="no progress, only errors")
+    b.add_argument("--debug", action="store_true", help="tracebacks for errors")
+    b.set_defaults(func=_batch)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from engine.batchjobs import BatchConfig, run_batch
+
+    if os.getcwd() not in sys.path:  # --analyze mymodule:fn, as for play
+        sys.path.append(os.getcwd())
+    video = args.output_video
+    cfg = BatchConfig(
+        inputs=args.inputs,
+        analyze=args.analyze,
+        then=args.then,
+        out=args.out,
+        ray=args.ray,
+        jobs=args.jobs,
+        workers=args.workers,
+        split=args.split,
+        warmup=args.warmup,
+        resume=args.resume,
+        output_video=None if video is None else "." + video.lower().lstrip("."),
+        on_error=args.on_error,
+        progress=not args.quiet,
+        options={"max_memory": args.max_memory, "debug": args.debug},
+    )
+    for item in run_batch(cfg):
+        if args.quiet and item.status == "failed":
+            print(f"frame-engine: {item.name}: failed: {item.reason}", file=sys.stderr)
+    summary = cfg.summary
+    counts = {k: v for k, v in summary["counts"].items() if v}
+    if not args.quiet:
+        told = ", ".join(f"{v} {k}" for k, v in counts.items())
+        fps = summary["frames"] / summary["seconds"] if summary["seconds"] else 0.0
+        print(
+            f"frame-engine: batch: {told}; {summary['frames']} frames in "
+            f"{summary['seconds']:.1f} s ({fps:.0f} fps) {summary['where']}; "
+            f"results in {args.out}",
+            file=sys.stderr,
+        )
+    return 1 if counts.get("failed") or counts.get("incomplete") else 0
 
 
 def _clean(args: argparse.Namespace) -> int:

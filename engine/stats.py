@@ -314,7 +314,10 @@ class RunStats:
             "latency_ms": {
                 "p50": l50,
                 "p99": l99,
-                "max": run.max_latency and run.max_latency * 1000,
+                # --max-latency (None: not live, or inf: no limit, which JSON cannot say)
+                "max": run.max_latency * 1000
+                if run.max_latency is not None and math.isfinite(run.max_latency)
+                else None,
             },
             "reconnects": int(run.shared[ctl.RECONNECTS]),
             "lost_s": round(int(run.shared[ctl.LOST_MS]) / 1000, 3),

@@ -15,6 +15,11 @@ def slow(frame, out, ctx):
     return {"n": ctx.frame_index}
 
 
+def gap_seen(frame, out, ctx):
+    """An ordered step: what it is told of a gap in a live stream."""
+    return {"gap": ctx.gap, "reset": ctx.reset}
+
+
 def two_intervals(frame, out, ctx):
     """Twice the interval of a 30 fps stream a frame (a workload)."""
     time.sleep(2 / 30)

@@ -70,11 +70,8 @@ def numbers_so_far(tmp_path) -> list[int]:
     """The barcodes of the frames analyzed so far (whole lines of the results)."""
     path = tmp_path / "r.jsonl"
     text = path.read_text() if path.exists() else ""
-    return [
-        json.loads(line)["result"]["pixels"]
-        for line in text.splitlines(keepends=True)
-        if line.endswith("\n")
-    ]
+    lines = [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+    return barcodes(lines)
 
 
 def analyzed(tmp_path) -> int:
@@ -82,7 +79,8 @@ def analyzed(tmp_path) -> int:
 
 
 def barcodes(results) -> list[int]:
-    return [r["result"]["pixels"] for r in results]
+    """Of the frames analyzed (with ordered steps, every frame has a line)."""
+    return [r["result"]["pixels"] for r in results if r["result"] is not None]
 
 
 def increasing(values) -> bool:
@@ -92,15 +90,22 @@ def increasing(values) -> bool:
 # ---- each kind plays -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["udp", "http", "tcp", "mjpeg"])
+@pytest.mark.parametrize("kind", ["udp", "http", "tcp", "rtsp", "mjpeg"])
 def test_each_kind_of_stream_plays_in_order(stream_server, tmp_path, kind):
     """Every frame read is analyzed (--untimed: none is skipped for time), in the
     stream's order. tcp and http are ffmpeg listening for exactly one client:
     opened twice (a probe, then the reader), the second open was refused."""
     server = stream_server(kind)
-    p = start_play(server.url, tmp_path, "--untimed", "--frames", "60", "--reconnect-for", "0")
+    p = start_play(
+        server.url,
+        tmp_path,
+        *("--untimed", "--frames", "60", "--reconnect-for", "0", "--max-latency", "inf"),
+    )
     code, err, stats, results = finish(p, tmp_path)
     assert code == 0, err
+    # strict JSON: no limit is null, not Infinity
+    json.loads((tmp_path / "s.json").read_text(), parse_constant=pytest.fail)
+    assert stats["latency_ms"]["max"] is None
     assert stats["frames_read"] == stats["frames_analyzed"] == len(results) == 60
     assert stats["reconnects"] == 0
     numbers, indices = barcodes(results), [r["result"]["index"] for r in results]
@@ -120,7 +125,11 @@ def test_a_server_killed_and_restarted_is_reconnected_to(stream_server, tmp_path
     tcp server's death is an end of stream at once; a udp one's is silence, noticed
     after --source-timeout."""
     server = stream_server(kind)
-    p = start_play(server.url, tmp_path, "--source-timeout", "1.5", "--reconnect-for", "20")
+    p = start_play(
+        server.url,
+        tmp_path,
+        *("--source-timeout", "1.5", "--reconnect-for", "20", "--then", "player_funcs:gap_seen"),
+    )
     wait_for(lambda: analyzed(tmp_path) >= 2 * FPS * 0.5, "frames analyzed", p=p)
     server.kill()
     killed_at = server.due_frame()
@@ -139,6 +148,13 @@ def test_a_server_killed_and_restarted_is_reconnected_to(stream_server, tmp_path
     # what the window's title and the progress bar say, a headless log says in lines
     assert f"frame-engine: {server.url}: no frames: reconnecting (attempt 1)\n" in err
     assert f"frame-engine: {server.url}: reconnected; " in err
+    # the ordered step was told of the gap on the first frame after it, and only there
+    told = [(r["frame"], r["steps"]["player_funcs:gap_seen"]) for r in results]
+    gaps = [(i, seen) for i, seen in told if seen["gap"] > 0]
+    assert len(gaps) == 1 and gaps[0][1]["reset"], gaps
+    assert gaps[0][1]["gap"] == pytest.approx(stats["lost_s"], abs=0.002)
+    assert [i for i, seen in told if seen["reset"]] == [told[0][0], gaps[0][0]]
+    results = [r for r in results if r["result"] is not None]  # analyzed
     numbers, indices = barcodes(results), [r["result"]["index"] for r in results]
     before = [n for n in numbers if n < killed_at + 5]
     after = [n for n in numbers if n >= back_at]
