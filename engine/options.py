@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.errors import RunError
 from engine.sources import PLAUSIBLE_FPS
+from engine.videofile import VIDEO_EXTENSIONS  # noqa: F401  (what --output writes)
 
 PREROLL = 4  # frames buffered before the clock starts
 
