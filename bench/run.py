@@ -1,12 +1,13 @@
 """Run every benchmark of frame-engine in one go: the C ring benchmark, the Python
-IPC comparison and the end-to-end player comparison.  Writes bench/results.json
-(the rows, with a description of the machine), bench/results.png (the ratios
-against their targets) and prints one table; a full run also puts the headline
-rows into the README, between its bench markers.
+IPC comparison, the end-to-end player comparison and the cost of --output.
+Writes bench/results.json (the rows, with a description of the machine),
+bench/results.png (the ratios against their targets) and prints one table; a
+full run also puts the headline rows into the README, between its bench markers.
 
     python bench/run.py            # about 5 minutes on 2 cores
     python bench/run.py --quick    # under a minute
     python bench/run.py --readme   # only the README's table, from bench/results.json
+    python bench/run.py --only writer   # one suite again, the others' rows kept
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
+SCRIPTS = {"ipc": "ipc.py", "pipeline": "pipeline.py", "writer": "writer.py"}
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -198,6 +200,8 @@ def headline(r: dict) -> bool:
         )
     if r["suite"] == "ipc":
         return r["unit"] == "frames/s" and "BGR frame" in r["case"] and "16" not in r["method"]
+    if r["suite"] == "writer":  # the rates, and the file's size and bitrate
+        return True
     return r["unit"] == "fps" and "flow" in r["case"]
 
 
@@ -244,14 +248,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only put the table of bench/results.json into README.md (a full run does it too)",
     )
+    parser.add_argument(
+        "--only",
+        choices=("c", *SCRIPTS),
+        help="run one suite again and replace its rows in bench/results.json",
+    )
     args = parser.parse_args(argv)
     if args.readme:
         with open(os.path.join(HERE, "results.json")) as f:
             update_readme(json.load(f))
         return 0
-    rows = c_rows(args.quick)
-    rows += script_rows("ipc.py", args.quick)
-    rows += script_rows("pipeline.py", args.quick)
+    suites = [args.only] if args.only else ["c", *SCRIPTS]
+    rows = []
+    for suite in suites:
+        rows += c_rows(args.quick) if suite == "c" else script_rows(SCRIPTS[suite], args.quick)
+    if args.only:  # the other suites' rows as the last run left them
+        with open(os.path.join(args.out, "results.json")) as f:
+            kept = [r for r in json.load(f)["rows"] if r["suite"] != args.only]
+        rows = kept + rows
     result = {"machine": machine(), "quick": args.quick, "rows": rows}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)

@@ -40,6 +40,7 @@ def play(source: str | int | None = "demo", **options) -> dict:
             run.finish()  # the analyzers and steps give their summaries as they exit
         except BaseException as e:  # (also a SIGTERM while they do)
             run.stats.ended = ENDED_BY.get(type(e), "error")
+            run.stop_writer(check=False)  # what was written up to now is a finished file
             run.stats.finished(run)
             e.stats = run.stats.as_dict()  # the command line still sums the run up
             raise

@@ -207,8 +207,11 @@ class Arrivals:
 
     # ---- back to the ring ----------------------------------------------------------
 
-    def release(self, seq: int) -> None:
-        """The display is done with frame `seq` (in sequence order)."""
+    def release(self, seq: int, shown: bool = False) -> None:
+        """The display is done with frame `seq` (in sequence order); `shown` tells
+        the writer, after it, whether the frame was on screen."""
+        if self.run.writer_stage:
+            self.run.layout.meta(self.ring, seq)["shown"] = shown
         self.ring.done(self.stage, seq)
 
     def image(self, record: FrameRecord) -> np.ndarray:

@@ -18,6 +18,7 @@ examples:
   frame-engine play video.mp4 --analyze edges --workers 2
   frame-engine play video.mp4 --analyze flow --headless --stats-json stats.json
   frame-engine play video.mp4 --untimed --analyze mymodule:fn --results out.jsonl
+  frame-engine play video.mp4 --analyze detect --headless --untimed --output out.mp4
   frame-engine play street.mp4 --analyze detect --then track --then count:y=0.6
   frame-engine play rtsp://camera/stream --live --analyze motion
   frame-engine play 0                        camera 0
@@ -183,7 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a live frame older than this (since it was read) is dropped rather than shown "
         "(default 0.5; inf: never)",
     )
-    play.add_argument("--output", metavar="FILE", help="write the shown frames to a video")
+    play.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the video as played (untimed: every frame), with the source's sound: "
+        ".mp4 .m4v .mov .mkv (H.264), .webm (VP9), .avi (MJPEG)",
+    )
+    play.add_argument(
+        "--output-codec",
+        metavar="NAME",
+        help="the video codec of --output: h264, hevc, vp9, av1, mjpeg, or an FFmpeg encoder",
+    )
+    play.add_argument(
+        "--output-crf",
+        type=_float,
+        metavar="Q",
+        help="quality of --output, lower is better: H.264 0-51 (default 23), VP9 0-63 (32), "
+        "MJPEG 2-31 (3)",
+    )
     play.add_argument(
         "--results",
         metavar="FILE.jsonl",
@@ -269,6 +287,14 @@ def _report(stats: dict, args: argparse.Namespace) -> None:
     from engine.stats import summary_line
 
     print(f"frame-engine: {summary_line(stats)}", file=sys.stderr)
+    out = stats.get("output")
+    if out:  # where the video went
+        state = "" if out["finished"] else " (unfinished)"
+        print(
+            f"frame-engine: wrote {out['path']}{state}: {out['frames']} frames, "
+            f"{out['seconds']:.2f} s, {out['bytes'] / 2**20:.1f} MiB",
+            file=sys.stderr,
+        )
     for name, summary in stats["summaries"].items():  # what the steps' close() said
         if summary and not isinstance(summary, list):
             print(f"frame-engine: {name}: {json.dumps(summary)}", file=sys.stderr)

@@ -74,6 +74,7 @@ class RunConfig:
     then: tuple[str, ...] = ()  # the ordered steps, in order, run in one process
     steps_stage: int = 0  # their stage in the ring (0: the run has none)
     workers: int = 1  # the analyzers: where each process's busy record is
+    writer_stage: int = 0  # the writer's stage in the ring (0: the run writes no video)
     # A live source: how long it may give nothing before it counts as stalled; how
     # long a stalled one is tried again (0: the run ends with it; inf: forever);
     # and the age (from the reader getting it) past which a frame is not shown.
@@ -90,8 +91,9 @@ USER_BYTES = SIZE * 8 + ERROR_BYTES
 
 def user_bytes(workers: int) -> int:
     """The user area of a run with `workers` analyzers: the fields and the error
-    text, a summary area and a busy record per process (the steps' process is 0)."""
-    return USER_BYTES + (workers + 1) * (SUMMARY_BYTES + BUSY_BYTES)
+    text, a summary area and a busy record per process (the steps' process is 0),
+    then the writer's fields."""
+    return USER_BYTES + (workers + 1) * (SUMMARY_BYTES + BUSY_BYTES) + WRITER_FIELDS * 8
 
 
 BUSY_BYTES = 16  # per process: since when (monotonic ns, 0: idle) and on which frame
@@ -103,6 +105,21 @@ def busy_record(ring, workers: int, slot: int):
     it without a lock (a torn read costs at most one late kill decision)."""
     offset = USER_BYTES + (workers + 1) * SUMMARY_BYTES + slot * BUSY_BYTES
     return ring.user(shape=(2,), dtype="<i8", offset=offset)
+
+
+# The writer's fields (int64), after the busy records:
+WRITER_STOP = 0  # supervisor -> writer: the display has stopped: write what it passed, finish
+WRITER_FRAMES = 1  # writer: frames written to the file
+WRITER_US = 2  # writer: the file's length so far, in microseconds
+WRITER_DONE = 3  # writer: 1 once the file is finished (closed), 2 if that failed
+WRITER_CPU_US = 4  # writer: its CPU time from the first frame to the file finished
+WRITER_FIELDS = 5
+
+
+def writer_fields(ring, workers: int):
+    """The writer's fields above (one writer each, read without a lock)."""
+    offset = USER_BYTES + (workers + 1) * (SUMMARY_BYTES + BUSY_BYTES)
+    return ring.user(shape=(WRITER_FIELDS,), dtype="<i8", offset=offset)
 
 
 def write_summary(ring, slot: int, summaries: dict) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.errors import RunError
 from engine.sources import PLAUSIBLE_FPS
+from engine.videofile import VIDEO_EXTENSIONS  # noqa: F401  (what --output writes)
 
 PREROLL = 4  # frames buffered before the clock starts
 
@@ -35,6 +36,8 @@ class PlayOptions:
     headless: bool | None = None  # None: headless where there is no display
     live: bool | None = None  # None: as the source says (a camera, a stream)
     output: str | None = None
+    output_codec: str | None = None  # None: the extension's (engine.videofile.FORMATS)
+    output_crf: float | None = None  # None: the encoder's default in engine.videofile
     results: str | None = None
     stats_json: str | None = None
     quiet: bool = False
@@ -122,6 +125,7 @@ class PlayOptions:
             "source_timeout": (float, False),
             "reconnect_for": (float, False),
             "max_latency": (float, True),
+            "output_crf": (float, True),
             "untimed": (bool, False),
             "quiet": (bool, False),
             "debug": (bool, False),
@@ -161,17 +165,6 @@ class PlayOptions:
                     f"{option} {path}: is {seen[real]}: it would be overwritten", exit_code=2
                 )
             seen[real] = option
-        if self.output is not None:
-            ext = os.path.splitext(self.output)[1].lower()
-            if ext not in VIDEO_EXTENSIONS:
-                raise RunError(
-                    f"--output {self.output}: frame-engine writes "
-                    f"{', '.join(VIDEO_EXTENSIONS)} files",
-                    exit_code=2,
-                )
-
-
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")  # what --output writes
 
 
 def ring_slots(frames: int, lookback: int, slot_bytes: int, max_memory: int) -> int:

@@ -80,7 +80,8 @@ class Player:
         if self.view is None:
             declared = run.info.declared_frames
             total = run.opts.frames or (declared - run.start_frame if declared else None)
-            self.view = HeadlessView(total, run.info.spec, opts.quiet)
+            title = run.info.spec + (f" -> {opts.output}" if opts.output else "")
+            self.view = HeadlessView(total, title, opts.quiet)
         self.windowed = isinstance(self.view, WindowView)
         run.stats.display = "window" if self.windowed else "headless"
 
@@ -102,13 +103,24 @@ class Player:
         try:
             while self.turn():
                 pass
+            if run.writer_stage:  # the writer writes what is left; the bar follows it
+                self.release_shown()
+                run.stop_writer(waiting=self._writing)
         finally:
+            if run.writer_stage:  # the frame on screen goes to the writer too
+                self.release_shown()
             run.stats.reanchors = self.clock.reanchors
             # the last frame is still held on screen: count what was shown or dropped
             done = run.stats.frames_shown + run.stats.dropped_late
             self.view.progress(done, run.stats.postfix(run))
             self.view.close()
             close_sinks(self.sinks)
+
+    def _writing(self) -> None:
+        """While the writer finishes: the bar follows the frames it wrote."""
+        run = self.run
+        done = max(0, run.ring.stats(run.writer_stage)["items"] - run.stats.context(run))
+        self.view.progress(done, run.stats.postfix(run))
 
     def turn(self) -> bool:
         """One turn of the loop; False when the run is over."""
@@ -154,9 +166,9 @@ class Player:
         run = self.run
         run.supervise()
         self.next_supervise = now + SUPERVISE_S
-        # the bar follows the ring's counter: frames through the display stage
-        # (less those read only as context: those are published first)
-        done = max(0, run.ring.stats(run.display_stage)["items"] - run.stats.context(run))
+        # the bar follows the ring's counter: frames through the last stage, the
+        # display or the writer (less those read only as context: published first)
+        done = max(0, run.ring.stats(len(run.stages))["items"] - run.stats.context(run))
         self.view.progress(done, run.stats.postfix(run))
 
     def watch_source(self) -> None:
@@ -307,7 +319,10 @@ class Player:
         for sink in self.sinks:
             sink.shown(record, image)
         if self.shown is not None:
-            self.arrivals.release(self.shown.seq)
+            # forgotten before it is released: Ctrl-C in between leaves it held
+            # (unwritten), never released twice
+            previous, self.shown = self.shown, None
+            self.arrivals.release(previous.seq, shown=True)
         self.shown = record
         self.last_index = record.index
         # (a live frame shown late restarts the clock on its reading, not on now:
@@ -325,8 +340,8 @@ class Player:
         if self.shown is not None:
             if self.windowed:
                 self.view.keep_copy()
-            self.arrivals.release(self.shown.seq)
-            self.shown = None
+            record, self.shown = self.shown, None  # as in show(): never released twice
+            self.arrivals.release(record.seq, shown=True)
 
     def drop(self, record: FrameRecord, too_old: bool = False) -> None:
         """A late frame (or, live, one older than --max-latency), released unseen."""

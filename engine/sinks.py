@@ -1,11 +1,11 @@
-"""Where a run's frames go besides the screen: the video written with --output and
-the results file of --results.  Sinks are fed by the player loop: every frame that
-reaches the display (shown or dropped) as it arrives, and every frame shown."""
+"""Where a run's frames go besides the screen: the results file of --results, fed
+by the player loop (every frame that reaches the display, shown or dropped, as it
+arrives, and every frame shown).  The video of --output is written by its own
+process after the display (engine/writer.py, encoding with engine/videofile.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
@@ -26,25 +26,6 @@ class Sink:
 
     def close(self) -> None:
         pass
-
-
-class VideoSink(Sink):
-    """--output: every frame shown, as shown, in a video file."""
-
-    def __init__(self, path: str, info: SourceInfo) -> None:
-        import cv2
-
-        ext = os.path.splitext(path)[1].lower()
-        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if ext in (".mp4", ".m4v", ".mov") else "MJPG"))
-        self.writer = cv2.VideoWriter(path, fourcc, info.fps, (info.width, info.height))
-        if not self.writer.isOpened():
-            raise RunError(f"{path}: cannot write a video there", exit_code=1)
-
-    def shown(self, record: FrameRecord, image: np.ndarray) -> None:
-        self.writer.write(image)
-
-    def close(self) -> None:
-        self.writer.release()
 
 
 class ResultsSink(Sink):
@@ -73,8 +54,6 @@ def open_sinks(opts: PlayOptions, info: SourceInfo) -> list[Sink]:
     """The sinks the options ask for, open; none left open if one cannot be."""
     sinks: list[Sink] = []
     try:
-        if opts.output:
-            sinks.append(VideoSink(opts.output, info))
         if opts.results:
             sinks.append(ResultsSink(opts.results))
     except BaseException:

@@ -10,8 +10,8 @@ import numpy as np
 
 from engine._ring import Ring
 
-# Per-frame metadata, written by the reader (index, pts, epoch, gap_ms, read_at) and the analyzer
-# (status, worker, result_len, analysis_ns).
+# Per-frame metadata, written by the reader (index, pts, epoch, gap_ms, read_at), the
+# analyzer (status, worker, result_len, analysis_ns) and the display (shown, for the writer).
 META = np.dtype(
     [
         ("index", "<i8"),  # frame number in the source
@@ -27,6 +27,8 @@ META = np.dtype(
         # lost just before this frame (0 for every other frame).
         ("gap_ms", "<i4"),
         ("read_at", "<f8"),  # when the reader got the frame: time.monotonic(), any process
+        ("shown", "<i4"),  # set by the display as it lets the frame go: 1 shown, 0 not
+        ("pad", "<i4"),
     ]
 )
 # Analysis status: done; raised (stops the run); raised under --on-error skip;

@@ -78,6 +78,7 @@ class RunStats:
         # why the run ended: end, quit, interrupted, terminated, error, source lost
         self.ended = "end"
         self.seeks = 0
+        self.output: dict | None = None  # --output: what the writer wrote (the supervisor's)
         self.analysis_ms = Samples()
         # A live run: each frame's age when shown (from the reader getting it), and
         # the frames not shown because they were older than --max-latency by then.
@@ -320,6 +321,7 @@ class RunStats:
             },
             "reconnects": int(run.shared[ctl.RECONNECTS]),
             "lost_s": round(int(run.shared[ctl.LOST_MS]) / 1000, 3),
+            "output": self.output,
         }
 
     def as_dict(self) -> dict:

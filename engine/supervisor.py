@@ -1,7 +1,8 @@
 """Setting a run up and watching it (mpv's loadfile.c): probe the source, resolve
-the analysis, size and create the ring, start the reader and the analyzer pool;
-replace an analyzer that dies, restart a reader that dies; on every way out, stop
-the children and remove the segment."""
+the analysis, size and create the ring, start the reader, the analyzer pool, the
+ordered steps and the writer; replace an analyzer that dies, restart a reader that
+dies; on every way out, let the writer finish the file, stop the children and
+remove the segment."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ from engine.segments import clean_stale
 from engine.slots import SlotLayout
 from engine.sources import SourceError, SourceInfo, probe, source_kind
 from engine.stats import RunStats
+from engine.videofile import encoder_threads, video_spec
+from engine.writer import WriterConfig
 
 SUPERVISE_S = 0.05  # how often the children are checked
 JOIN_S = 1.5  # children get this long to stop before they are killed
 MAX_DEATHS = 3  # analyzer deaths in a row, with no frame finished between, end the run
+# The writer gets this long to write what the display passed and finish the file
+# (for .mp4 that moves the index to the front: the whole file is copied).
+WRITER_JOIN_S = 60.0
 CONNECT_SLACK_S = 10.0  # a live source's reader: time to start, beyond its source timeouts
 DEFAULT_MAX_LATENCY = 0.5  # seconds: --max-latency of a live run
 
@@ -44,6 +50,10 @@ class Run:
         refuse_nested_run(importing())  # before anything is made: nothing to undo
         opts = self.opts
         opts.check()
+        # --output: its extension, codec and CRF checked now; written by the last stage
+        self.video = None
+        if opts.output is not None:
+            self.video = video_spec(opts.output, opts.output_codec, opts.output_crf)
         self.ring: Ring | None = None
         self.procs: dict[str, Child] = {}
         self.connection: Connection | None = None  # to a live source's reader, until start()
@@ -138,11 +148,15 @@ class Run:
         for note in self.info.notes:
             self.stats.note(f"{self.info.spec}: {note}")
         # The ring's consumer stages, in order: the analyzer pool, the ordered steps
-        # (all in one process, where the run has any), then the display.  Everything
-        # that reads a stage's counters asks the run which it is.
+        # (all in one process, where the run has any), the display, then the writer
+        # (where the run writes a video).  Everything that reads a stage's counters
+        # asks the run which it is.
         self.stages: tuple[str, ...] = ("pool", "ordered") + (("ordered",) if self.steps else ())
         self.steps_stage = 2 if self.steps else 0
         self.display_stage = len(self.stages)  # stage 0 is the reader
+        if self.video is not None:
+            self.stages += ("ordered",)
+        self.writer_stage = len(self.stages) if self.video is not None else 0
         # Where a window will open, the user can seek back after the source ended.
         self.seekable = (
             self.info.seekable
@@ -189,10 +203,12 @@ class Run:
             then=tuple(a.name for a in self.steps),
             steps_stage=self.steps_stage,
             workers=self.workers,
+            writer_stage=self.writer_stage,
             source_timeout=self.opts.source_timeout,
             reconnect_for=self.opts.reconnect_for,
             max_latency=self.max_latency,
         )
+        self.writer_fields = ctl.writer_fields(self.ring, self.workers)
         if self.connection is not None:  # the reader of a live source: it is waiting
             try:
                 self.connection.send(self.cfg)
@@ -206,6 +222,16 @@ class Run:
             self._spawn_analyzer(w)
         if self.steps:
             self._spawn("steps", "fe-steps", "engine.steps:run", (self.cfg,))
+        if self.video is not None:
+            wcfg = WriterConfig(
+                spec=self.video,
+                threads=encoder_threads(self.workers),
+                # the sound of a file, copied beside the frames (not of a stream:
+                # that would be a second connection, and live)
+                audio_from=self.info.spec if self.info.kind == "file" else None,
+                parent=os.getpid(),
+            )
+            self._spawn("writer", "fe-writer", "engine.writer:run", (self.cfg, wcfg))
         self.stats.started()
 
     def _spawn(self, role: str, name: str, target: str, args: tuple) -> None:
@@ -221,6 +247,7 @@ class Run:
     def finish(self) -> None:
         """The stream ended: let the analyzers and the steps exit (they give their
         summaries on the way out), within JOIN_S."""
+        self.stop_writer()
         deadline = time.monotonic() + JOIN_S
         for role, p in self.procs.items():
             if role != "reader":
@@ -236,8 +263,49 @@ class Run:
         found.update(ctl.read_summary(self.ring, 0))
         return found
 
+    def stop_writer(self, waiting=None, check: bool = True) -> None:
+        """The display has stopped: the writer writes what it passed and finishes
+        the file (within WRITER_JOIN_S; `waiting()` is called while it does).  The
+        run's figures get what it wrote.  With `check`, a writer that failed (a
+        full disk) raises RunError saying why."""
+        p = self.procs.get("writer")
+        if p is None or self.ring is None:
+            return
+        self.writer_fields[ctl.WRITER_STOP] = 1
+        deadline = time.monotonic() + WRITER_JOIN_S
+        while p.is_alive() and time.monotonic() < deadline:
+            p.join(SUPERVISE_S)
+            if waiting is not None:
+                waiting()
+        if p.is_alive():
+            self.stats.note(
+                f"{self.video.path}: the writer did not finish within {WRITER_JOIN_S:g} s: "
+                "stopped, the file is unfinished"
+            )
+            p.kill()
+            p.join(1.0)
+        self.stats.output = self.output_report()
+        if check and p.exitcode:
+            why = ctl.reported_error(self.ring)
+            raise RunError(why or f"{self.video.path}: the writer died ({exit_text(p.exitcode)})")
+
+    def output_report(self) -> dict:
+        """What the writer wrote: the file, its frames and length, whether it was
+        finished."""
+        fields = self.writer_fields
+        path = self.video.path
+        return {
+            "path": os.path.abspath(path),
+            "frames": int(fields[ctl.WRITER_FRAMES]),
+            "seconds": round(int(fields[ctl.WRITER_US]) / 1e6, 3),
+            "bytes": os.path.getsize(path) if os.path.exists(path) else 0,
+            "finished": int(fields[ctl.WRITER_DONE]) == 1,
+            "cpu_s": round(int(fields[ctl.WRITER_CPU_US]) / 1e6, 3),  # the writer's
+        }
+
     def stop(self) -> None:
-        """Stop every child within JOIN_S and remove the segment; safe to call twice."""
+        """Let the writer finish the file, then stop every child within JOIN_S and
+        remove the segment; safe to call twice."""
         if self.connection is not None:
             self.connection.close()
             self.connection = None
@@ -248,7 +316,10 @@ class Run:
                 reader.kill()
                 reader.join(1.0)
             return
-        self.ring.abort()
+        try:
+            self.stop_writer(check=False)
+        finally:
+            self.ring.abort()
         if reader is not None and self.shared[ctl.RECONNECTING]:
             reader.kill()  # it may be in the middle of an open that waits for its timeout
         deadline = time.monotonic() + JOIN_S
@@ -280,7 +351,7 @@ class Run:
             return
         now = time.monotonic_ns()
         for role, p in self.procs.items():
-            if role == "reader" or not p.is_alive():
+            if role in ("reader", "writer") or not p.is_alive():
                 continue
             slot = 0 if role == "steps" else int(role[9:])
             since, index = (int(v) for v in ctl.busy_record(self.ring, self.workers, slot))
@@ -321,6 +392,16 @@ class Run:
                     continue  # finished with the stream
                 self._restart_steps(p, why)
                 continue
+            if role == "writer":
+                if p.exitcode == 0 and self.ring.end_seq is not None:
+                    continue  # finished the file
+                # its frames cannot be written again: the file ends the run
+                if p.exitcode == 0:  # a SIGTERM of its own: it finished the file early
+                    raise RunError(
+                        f"{self.video.path}: the writer was stopped (SIGTERM); the file ends there"
+                    )
+                died = f"{self.video.path}: the writer died ({exit_text(p.exitcode)})"
+                raise RunError(why or died)
             if p.exitcode == 0 and self.ring.end_seq is not None:
                 continue  # finished with the stream
             moved = self.ring.reclaim(p.pid)

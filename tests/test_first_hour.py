@@ -424,13 +424,13 @@ def test_two_outputs_that_are_one_file_and_a_format_we_cannot_write_are_refused(
     same = tmp_path / "x.json"
     p = play("--results", str(same), "--stats-json", str(same))
     assert p.returncode == 2 and "is --results: it would be overwritten" in p.stderr
-    p = play("--output", str(tmp_path / "x.webm"))
+    p = play("--output", str(tmp_path / "x.gif"))
     assert p.returncode == 2
     assert p.stderr.strip() == (
-        f"frame-engine: --output {tmp_path / 'x.webm'}: frame-engine writes "
-        ".mp4, .m4v, .mov, .avi, .mkv files"
+        f"frame-engine: --output {tmp_path / 'x.gif'}: frame-engine writes "
+        ".mp4, .m4v, .mov, .mkv, .webm, .avi files"
     )
-    assert not (tmp_path / "x.webm").exists()
+    assert not (tmp_path / "x.gif").exists()
 
 
 @pytest.mark.parametrize(
