@@ -184,7 +184,12 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-SCRIPTS = {"ipc": "ipc.py", "pipeline": "pipeline.py", "writer": "writer.py"}
+SCRIPTS = {
+    "ipc": "ipc.py",
+    "pipeline": "pipeline.py",
+    "writer": "writer.py",
+    "live": "live_latency.py",
+}
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -202,6 +207,8 @@ def headline(r: dict) -> bool:
         return r["unit"] == "frames/s" and "BGR frame" in r["case"] and "16" not in r["method"]
     if r["suite"] == "writer":  # the rates, and the file's size and bitrate
         return True
+    if r["suite"] == "live":  # how old frames are when shown, at the start and at the end
+        return "age in the" in r["method"] or "frames shown per second" in r["method"]
     return r["unit"] == "fps" and "flow" in r["case"]
 
 

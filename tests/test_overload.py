@@ -191,7 +191,8 @@ def check_every_source_frame_accounted_for(s: dict, n: int) -> None:
     """What the stats say of a run that played a whole clip of n frames."""
     assert s["declared_frames"] == s["decoded_frames"] == n
     assert s["frames_read"] + s["dropped_source"] == n  # in the ring, or dropped at the source
-    assert s["frames_shown"] + s["dropped_late"] == s["frames_read"]  # then shown, or dropped
+    # then shown, or dropped: late on the clock, or (live) older than --max-latency
+    assert s["frames_shown"] + s["dropped_late"] + s["dropped_latency"] == s["frames_read"]
     # an analyzer either finished a frame or skipped it as late (none died or raised)
     assert s["failed"] == s["analysis_errors"] == 0
     assert s["frames_analyzed"] + s["not_analyzed_late"] == s["frames_read"]
