@@ -338,8 +338,14 @@ static inline bool finished(const fe_ring *r, uint32_t k, uint64_t s)
 static inline __attribute__((always_inline)) uint32_t ready_after_pool(const fe_ring *r, uint32_t u,
                                                            uint64_t c, uint32_t max)
 {
+    /* finished() for a pool, with the slot headers and the mask read once (each
+     * acquire load would make the compiler read them again for every item) */
+    const struct fe_slot_hdr *sh = r->sh;
+    uint64_t mask = r->mask;
     uint32_t n = 0;
-    while (n < max && finished(r, u, c + n))
+    /* acquire: pairs with the release store of the stamp in fe_done()/fe_reclaim() */
+    while (n < max && atomic_load_explicit(&sh[(c + n) & mask].stamp[u - 1],
+                                           memory_order_acquire) == c + n)
         n++;
     return n;
 }
