@@ -226,18 +226,35 @@ struct fe_ring {
     uint8_t kinds[FE_MAX_STAGES];
     bool fenceless_wake; /* this process is registered for membarrier: wake() needs no fence */
     /* after[k]: the frontier of stage k-1 where that stage is in order, else NULL;
-     * after[nstages + 1]: the last stage's, for the producer.  The fast paths'
-     * ready checks. */
+     * after[nstages + 1]: the last stage's, for the producer (fe_claim()'s
+     * fast path).  fe_take()'s fast path reads stage k-1's frontier through
+     * line[k] (take_fast has bit k only where after[k] is set). */
     _Atomic uint64_t *after[FE_MAX_STAGES + 1];
     _Atomic uint64_t *after_last; /* after[nstages + 1] */
+    /* &h->stage[k] and &h->wait[k], so that the fast paths load an address
+     * rather than compute it. */
+    struct fe_stage_line *line[FE_MAX_STAGES];
+    struct fe_wait_line *wline[FE_MAX_STAGES];
     /* producer */
     bool producer;
-    bool claim_fast;  /* the last claim succeeded: the producer, the stream not ended */
+    bool claim_fast;  /* fe_claim()'s fast path may run: the last claim succeeded (the
+                         producer, the stream not ended) and no wait is to be resumed */
     uint64_t p_head; /* next to claim */
     uint64_t p_pub;  /* next to publish */
     uint64_t p_free; /* every s < p_free is finished by the last stage */
+    uint64_t p_room; /* fe_claim()'s fast path: a claim may end at p_room; at most
+                        p_free + claim_max (stale: smaller), so that head + n <= p_room
+                        also bounds n by claim_max */
+    /* A handle that is not the producer keeps p_head == p_pub (both 0 until it
+     * becomes the producer, set equal again when it stops), so that fe_publish()'s
+     * one range check refuses it. */
     /* ordered stages this handle owns, by bit */
     unsigned ordered_owned;
+    /* take_fast: the stages of ordered_owned whose previous stage is in order,
+     * while no wait is to be resumed: fe_take()'s fast path, one bit test.
+     * Set by take_slow() when it takes; cleared with the bit of ordered_owned
+     * and by fe_resume_wait(). */
+    unsigned take_fast;
     char name[FE_NAME_MAX];
 };
 
@@ -278,7 +295,7 @@ static inline void fast_side_barrier(const fe_ring *r)
  * visible with a release store. */
 static void wake(fe_ring *r, uint32_t k)
 {
-    struct fe_wait_line *w = &r->h->wait[k];
+    struct fe_wait_line *w = r->wline[k];
     /* Between our progress and this load: either the waiter's re-check sees our
      * progress, or we see its registration here and bump the word. */
     fast_side_barrier(r);
@@ -321,8 +338,14 @@ static inline bool finished(const fe_ring *r, uint32_t k, uint64_t s)
 static inline __attribute__((always_inline)) uint32_t ready_after_pool(const fe_ring *r, uint32_t u,
                                                            uint64_t c, uint32_t max)
 {
+    /* finished() for a pool, with the slot headers and the mask read once (each
+     * acquire load would make the compiler read them again for every item) */
+    const struct fe_slot_hdr *sh = r->sh;
+    uint64_t mask = r->mask;
     uint32_t n = 0;
-    while (n < max && finished(r, u, c + n))
+    /* acquire: pairs with the release store of the stamp in fe_done()/fe_reclaim() */
+    while (n < max && atomic_load_explicit(&sh[(c + n) & mask].stamp[u - 1],
+                                           memory_order_acquire) == c + n)
         n++;
     return n;
 }
@@ -339,10 +362,12 @@ static inline uint32_t ready_run(const fe_ring *r, uint32_t k, uint64_t c, uint3
     return avail < max ? (uint32_t)avail : max;
 }
 
-static inline bool aborted(const fe_ring *r)
+static inline bool hdr_aborted(const struct fe_hdr *h)
 {
-    return atomic_load_explicit(&r->h->aborted, memory_order_acquire) != 0;
+    return atomic_load_explicit(&h->aborted, memory_order_acquire) != 0;
 }
+
+static inline bool aborted(const fe_ring *r) { return hdr_aborted(r->h); }
 
 /* ---- waiting ------------------------------------------------------------ */
 
@@ -514,6 +539,8 @@ static void fork_child(void)
         r->producer = false;
         r->claim_fast = false;
         r->ordered_owned = 0;
+        r->take_fast = 0;
+        r->p_head = r->p_pub; /* see p_pub: fe_publish() refuses us */
     }
     pthread_mutex_unlock(&handles_lock);
 }
@@ -563,6 +590,10 @@ static void init_geometry(fe_ring *r)
     for (uint32_t k = 1; k <= r->nstages + 1; k++)
         r->after[k] = r->kinds[k - 1] != FE_POOL ? &r->h->stage[k - 1].frontier : NULL;
     r->after_last = r->after[r->nstages + 1];
+    for (uint32_t k = 0; k < FE_MAX_STAGES; k++) {
+        r->line[k] = &r->h->stage[k];
+        r->wline[k] = &r->h->wait[k];
+    }
     r->fenceless_wake = os_membarrier_registered();
     if (os_membarrier_registered()) {
         /* seq_cst store and fence, before this process can wake anyone without
@@ -832,6 +863,8 @@ void fe_release(fe_ring *r)
     r->producer = false;
     r->claim_fast = false;
     r->ordered_owned = 0;
+    r->take_fast = 0;
+    r->p_head = r->p_pub; /* see p_pub: fe_publish() refuses us */
     r->released = true;
 }
 
@@ -870,7 +903,14 @@ void *fe_user(const fe_ring *r)
 pid_t fe_creator(const fe_ring *r) { return r->h->creator; }
 uint64_t fe_creator_start(const fe_ring *r) { return r->h->creator_start; }
 void fe_set_spin_ns(fe_ring *r, int64_t ns) { r->spin_ns = r->spin_cur = ns < 0 ? 0 : ns; }
-void fe_resume_wait(fe_ring *r) { r->resume = true; }
+void fe_resume_wait(fe_ring *r)
+{
+    /* The next wait, in fe_claim() or fe_take(), goes to the slow path, which
+     * reads and clears the flag, and lets the fast paths run again. */
+    r->resume = true;
+    r->claim_fast = false;
+    r->take_fast = 0;
+}
 
 int fe_stage_kind(const fe_ring *r, uint32_t stage)
 {
@@ -939,6 +979,7 @@ static int become_producer(fe_ring *r)
     /* Every item claimed so far left room for itself, so everything before
      * p_pub - slots is finished by the last stage (unsigned: wraps harmlessly). */
     r->p_free = r->p_pub - r->h->slots;
+    r->p_room = r->p_free + r->claim_max;
     r->producer = true;
     return 0;
 }
@@ -1002,41 +1043,54 @@ SLOW_PATH static int claim_slow(fe_ring *r, uint32_t n, int64_t timeout_ns, uint
     r->p_head += n;
     /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
     atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
+    r->p_room = r->p_free + r->claim_max; /* claim_ready() advanced p_free */
     r->claim_fast = true;
     return 0;
 }
 
 int fe_claim(fe_ring *r, uint32_t n, int64_t timeout_ns, uint64_t *seq)
 {
-    /* The fast path: this handle claimed last time (it is the producer and the
-     * stream goes on), and there is room by the cached frontier or by the last
-     * stage's read now (producer_frontier(): acquire). */
-    if (__builtin_expect(r->claim_fast && !r->resume && n - 1 < r->claim_max, 1)) {
-        uint64_t need = r->p_head + n + r->lookback;
-        _Atomic uint64_t *last = r->after_last;
-        if (need - r->p_free > r->slots && last)
+    /* The fast path: this handle claimed last time (it is the producer, the
+     * stream goes on, no wait to resume), and there is room by the cached
+     * frontier or by the last stage's read now (acquire, below).  n = 0 is
+     * refused here, n > claim_max by the room check (p_room <= p_free +
+     * claim_max and p_free <= p_head): the slow path then refuses both. */
+    uint64_t head = r->p_head;
+    if (__builtin_expect(r->claim_fast && n != 0, 1)) {
+        if (__builtin_expect((int64_t)(head + n - r->p_room) > 0, 0)) {
+            _Atomic uint64_t *last = r->after_last;
+            if (!last)
+                goto slow; /* a last stage that is a pool: walk its stamps */
             /* acquire: pairs with the release of the last stage's frontier in
              * fe_done(); the slots before it are free for writing */
             r->p_free = atomic_load_explicit(last, memory_order_acquire);
-        if (need - r->p_free <= r->slots && !aborted(r)) {
-            *seq = r->p_head;
-            r->p_head += n;
+            r->p_room = r->p_free + r->claim_max;
+            if ((int64_t)(head + n - r->p_room) > 0)
+                goto slow;
+        }
+        struct fe_hdr *h = r->h;
+        if (__builtin_expect(!hdr_aborted(h), 1)) {
+            *seq = head;
+            r->p_head = head + n;
             /* release: pairs with the acquire in fe_in_ring(); the slots are claimed */
-            atomic_store_explicit(&r->h->stage[0].next_seq, r->p_head, memory_order_release);
+            atomic_store_explicit(&h->stage[0].next_seq, head + n, memory_order_release);
             return 0;
         }
     }
-    return claim_slow(r, n, timeout_ns, seq); /* and a last stage that is a pool */
+slow:
+    return claim_slow(r, n, timeout_ns, seq);
 }
 
 int fe_publish(fe_ring *r, uint64_t seq, uint32_t n)
 {
-    if (!r->producer || seq != r->p_pub || n - 1 >= r->p_head - r->p_pub)
+    /* One range check: a handle that is not the producer has p_head == p_pub. */
+    if (__builtin_expect(seq != r->p_pub || n - 1 >= r->p_head - r->p_pub, 0))
         return FE_ENOTHELD;
-    r->p_pub += n;
+    uint64_t pub = seq + n;
+    r->p_pub = pub;
     /* release: pairs with the acquire in finished()/ready_run() of stage 1;
      * the slots' bytes are visible to whoever takes these items */
-    atomic_store_explicit(&r->h->stage[0].frontier, r->p_pub, memory_order_release);
+    atomic_store_explicit(&r->line[0]->frontier, pub, memory_order_release);
     wake(r, 0);
     return 0;
 }
@@ -1098,8 +1152,10 @@ static int own_ordered(fe_ring *r, uint32_t k)
     struct fe_stage_line *st = &r->h->stage[k];
     /* relaxed: a supervisor that reclaimed our role (meant for a dead pid) left 0 */
     if ((r->ordered_owned & (1u << k)) &&
-        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r))
+        atomic_load_explicit(&st->owner, memory_order_relaxed) != role_token(r)) {
         r->ordered_owned &= ~(1u << k);
+        r->take_fast &= ~(1u << k);
+    }
     if (r->ordered_owned & (1u << k))
         return 0;
     uint64_t replaced;
@@ -1185,10 +1241,13 @@ SLOW_PATH static int take_slow(fe_ring *r, uint32_t stage, uint32_t max_n, int64
         if (got && pool && !take_pool_run(r, stage, c, got))
             continue; /* lost the race: look again */
         if (got) {
-            if (!pool)
+            if (!pool) {
                 /* release: pairs with the acquire in finish_ordered() (a new owner
                  * or a supervisor settles what we took) */
                 atomic_store_explicit(&st->next_seq, c + got, memory_order_release);
+                if (r->after[stage]) /* owned, after an in-order stage, not resuming */
+                    r->take_fast |= 1u << stage;
+            }
             *seq = c;
             *n = got;
             return 0;
@@ -1217,23 +1276,24 @@ SLOW_PATH static int take_slow(fe_ring *r, uint32_t stage, uint32_t max_n, int64
 int fe_take(fe_ring *r, uint32_t stage, uint32_t max_n, int64_t timeout_ns, uint64_t *seq,
             uint32_t *n)
 {
-    /* The fast path: an ordered stage this handle owns (its role token still in
-     * place: a supervisor has not taken it over), after an in-order stage, with
-     * items ready now.  (Written in the order that needs the fewest registers:
-     * the six arguments stay live for the slow path.) */
-    if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1) && !r->resume &&
-                             r->after[stage] && !aborted(r),
-                         1)) {
-        struct fe_stage_line *st = &r->h->stage[stage];
+    /* The fast path: an ordered stage this handle owns, after an in-order stage,
+     * no wait to resume (take_fast), its role token still in place (a supervisor
+     * has not taken it over), not aborted, with items ready now. */
+    if (__builtin_expect(stage < FE_MAX_STAGES && (r->take_fast >> stage & 1), 1)) {
+        struct fe_stage_line *st = r->line[stage];
         /* relaxed: the owner check as in own_ordered() */
-        if (__builtin_expect(atomic_load_explicit(&st->owner, memory_order_relaxed) == r->token,
+        if (__builtin_expect(!hdr_aborted(r->h) &&
+                                 atomic_load_explicit(&st->owner, memory_order_relaxed) == r->token,
                              1)) {
             /* relaxed: only this handle, the role's owner, writes next_seq */
             uint64_t c = atomic_load_explicit(&st->next_seq, memory_order_relaxed);
             /* acquire: pairs with the release of the previous stage's frontier in
              * fe_publish()/fe_done(); the slots' bytes are ours to read and write */
-            uint64_t avail = atomic_load_explicit(r->after[stage], memory_order_acquire) - c;
-            uint32_t got = avail < max_n ? (uint32_t)avail : max_n;
+            uint64_t done = atomic_load_explicit(&st[-1].frontier, memory_order_acquire);
+            /* At most slots: the previous stage finishes only claimed items, and
+             * the producer claims no further than slots past our frontier. */
+            uint32_t avail = (uint32_t)(done - c);
+            uint32_t got = avail < max_n ? avail : max_n;
             if (__builtin_expect(got != 0, 1)) {
                 /* release: pairs with the acquire in finish_ordered() (a new owner
                  * or a supervisor settles what we took) */
@@ -1299,7 +1359,7 @@ int fe_done(fe_ring *r, uint32_t stage, uint64_t seq, uint32_t n)
 {
     /* The fast path: an ordered stage this handle owns, finishing in order. */
     if (__builtin_expect(stage < FE_MAX_STAGES && (r->ordered_owned >> stage & 1), 1)) {
-        struct fe_stage_line *st = &r->h->stage[stage];
+        struct fe_stage_line *st = r->line[stage];
         /* relaxed: only this handle, the role's owner, writes them */
         uint64_t done = atomic_load_explicit(&st->frontier, memory_order_relaxed);
         uint64_t claim = atomic_load_explicit(&st->next_seq, memory_order_relaxed);

@@ -12,6 +12,10 @@
  *       taken, partly held, not published, already done) gives FE_ENOTHELD.
  *   ordered_done_out_of_order: the ordered stage finishing out of order, or
  *       what it did not take, is refused.
+ *   fast_paths_refuse_misuse: once the producer's fast path runs (a claim
+ *       succeeded), claims of 0, of slots - lookback + 1 and of UINT32_MAX
+ *       still give -EINVAL, and a handle that is not the producer (or no longer
+ *       is, after fe_release) cannot publish.
  * After each refusal the ring still delivers every item exactly once (the
  * counters at the end of each scenario).
  */
@@ -189,6 +193,26 @@ static void ordered_done_out_of_order(void)
     teardown(&f, 4);
 }
 
+static void fast_paths_refuse_misuse(void)
+{
+    struct fx f = setup();
+    uint64_t seq;
+    publish4(&f); /* the claim fast path is armed now */
+    CHECK_RC(fe_claim(f.prod, 0, 0, &seq), -EINVAL);
+    CHECK_RC(fe_claim(f.prod, 7, 0, &seq), -EINVAL);
+    CHECK_RC(fe_claim(f.prod, UINT32_MAX, 0, &seq), -EINVAL);
+    CHECK_RC(fe_publish(f.m1, 4, 1), FE_ENOTHELD);
+    CHECK_RC(fe_publish(f.ord, 0, 1), FE_ENOTHELD);
+    CHECK_RC(fe_claim(f.prod, 2, 0, &seq), FE_OK);
+    CHECK_EQ(seq, 4);
+    fe_release(f.prod); /* abandons [4, 6) */
+    CHECK_RC(fe_publish(f.prod, 4, 2), FE_ENOTHELD);
+    CHECK_RC(fe_publish(f.prod, 4, 1), FE_ENOTHELD);
+    CHECK_EQ(fe_ready(f.m1, 1), 4);
+    pass_through(&f, 0, 4);
+    teardown(&f, 4);
+}
+
 int main(void)
 {
     test_watchdog(30);
@@ -198,5 +222,6 @@ int main(void)
     RUN_SCENARIO(publish_out_of_order);
     RUN_SCENARIO(pool_done_not_held);
     RUN_SCENARIO(ordered_done_out_of_order);
+    RUN_SCENARIO(fast_paths_refuse_misuse);
     return TEST_PASS;
 }
