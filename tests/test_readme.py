@@ -66,7 +66,7 @@ def test_benchmark_table_is_the_last_full_run(tmp_path):
     with open(os.path.join(ROOT, "bench", "results.json")) as f:
         result = json.load(f)
     assert result["quick"] is False
-    assert {r["suite"] for r in result["rows"]} == {"c", "ipc", "pipeline", "writer"}
+    assert {r["suite"] for r in result["rows"]} == {"c", "ipc", "pipeline", "writer", "live"}
     readme = tmp_path / "README.md"
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
