@@ -43,7 +43,15 @@ def cluster():
         c.add_node(**NODE, include_dashboard=False)  # the head
         for _ in range(2):
             c.add_node(**NODE)
-        ray.init(address=c.address)
+        # Ray puts the driver's current folder on its workers' path: from the root
+        # of a checkout (where CI runs the tests) its engine/ folder, which has no
+        # compiled ring, would shadow the installed package in every task
+        here = os.getcwd()
+        os.chdir(tmp)
+        try:
+            ray.init(address=c.address)
+        finally:
+            os.chdir(here)
         c.marks = marks
         yield c
     finally:
@@ -178,6 +186,7 @@ def test_ctrl_c_cancels_the_tasks_cleanly(cluster, clips, tmp_path):
         text=True,
         start_new_session=True,  # a group of its own, as a terminal's Ctrl-C reaches it
         env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__)),
+        cwd=tmp_path,  # not the checkout's root (see cluster())
     )
     try:
         # the tasks' pipelines made their rings (on the nodes, which inherited the tag)
