@@ -20,7 +20,7 @@ import numpy as np
 
 from engine import control as ctl
 from engine.errors import AnalysisFailed, RemoteTraceback
-from engine.slots import ERROR, LATE, PRELUDE, SKIPPED
+from engine.slots import ERROR, LATE, NOT_SHOWN, PRELUDE, SKIPPED
 from engine.steps import SKIPPED_KEY
 
 if TYPE_CHECKING:
@@ -207,9 +207,9 @@ class Arrivals:
 
     # ---- back to the ring ----------------------------------------------------------
 
-    def release(self, seq: int, shown: bool = False) -> None:
+    def release(self, seq: int, shown: int = NOT_SHOWN) -> None:
         """The display is done with frame `seq` (in sequence order); `shown` tells
-        the writer, after it, whether the frame was on screen."""
+        the writer, after it, what became of it (slots.NOT_SHOWN, SHOWN, DROPPED)."""
         if self.run.writer_stage:
             self.run.layout.meta(self.ring, seq)["shown"] = shown
         self.ring.done(self.stage, seq)

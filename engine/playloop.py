@@ -25,6 +25,7 @@ from engine.display import (
 )
 from engine.options import PREROLL
 from engine.sinks import Sink, close_sinks, open_sinks
+from engine.slots import DROPPED, SHOWN
 from engine.stats import reconnecting
 from engine.supervisor import SUPERVISE_S, Run
 
@@ -322,7 +323,7 @@ class Player:
             # forgotten before it is released: Ctrl-C in between leaves it held
             # (unwritten), never released twice
             previous, self.shown = self.shown, None
-            self.arrivals.release(previous.seq, shown=True)
+            self.arrivals.release(previous.seq, shown=SHOWN)
         self.shown = record
         self.last_index = record.index
         # (a live frame shown late restarts the clock on its reading, not on now:
@@ -341,12 +342,12 @@ class Player:
             if self.windowed:
                 self.view.keep_copy()
             record, self.shown = self.shown, None  # as in show(): never released twice
-            self.arrivals.release(record.seq, shown=True)
+            self.arrivals.release(record.seq, shown=SHOWN)
 
     def drop(self, record: FrameRecord, too_old: bool = False) -> None:
         """A late frame (or, live, one older than --max-latency), released unseen."""
         self.release_shown()
-        self.arrivals.release(record.seq)
+        self.arrivals.release(record.seq, shown=DROPPED)
         if too_old:
             self.run.stats.dropped_latency += 1
         else:

@@ -27,7 +27,7 @@ META = np.dtype(
         # lost just before this frame (0 for every other frame).
         ("gap_ms", "<i4"),
         ("read_at", "<f8"),  # when the reader got the frame: time.monotonic(), any process
-        ("shown", "<i4"),  # set by the display as it lets the frame go: 1 shown, 0 not
+        ("shown", "<i4"),  # set by the display as it lets the frame go: NOT_SHOWN, ...
         ("pad", "<i4"),
     ]
 )
@@ -36,6 +36,10 @@ META = np.dtype(
 # only as context for an analysis that looks back (set by the reader: one of the
 # `lookback` frames before a start or seek point; not analyzed, not shown).
 OK, ERROR, SKIPPED, LATE, PRELUDE = 0, 1, 2, 3, 4
+# What the display did with a frame, for the writer: not played (a stale frame of
+# before a seek, or left in the buffer when the run stopped); shown; dropped late
+# (played, its time given to the frame shown before it).
+NOT_SHOWN, SHOWN, DROPPED = 0, 1, 2
 RESULT_BYTES = 16384  # room for the analysis result (JSON) or an error report
 STEPS_BYTES = 16384  # room for the ordered steps' results, in a run that has steps
 ARRAY_VALUES = 1024  # a numpy array in a result is stored as a list up to this size

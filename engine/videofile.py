@@ -185,6 +185,7 @@ class VideoFile:
         self.frames = 0
         self.end = 0.0  # seconds: the end of the last frame written
         self.last_pts = -1
+        self.until = 0  # ticks: the file lasts at least to here (frames dropped at its end)
         self.closed = False
         self.held = None  # the encoder's last packet, not yet muxed
         container_options = {"movflags": "+faststart"} if spec.muxer in ("mp4", "mov") else {}
@@ -241,6 +242,12 @@ class VideoFile:
             raise _os_error(self.path, e) from None
         self.frames += 1
 
+    def lasts_until(self, t: float) -> None:
+        """A frame played but not written (dropped late) ends at `t` s: the last
+        frame written lasts until then, so the file lasts as long as what was played."""
+        self.until = max(self.until, round(t / self.time_base))
+        self.end = max(self.end, float(self.until * self.time_base))
+
     def _mux(self, packets, last: bool = False) -> None:
         """Mux the encoder's packets, each held back until the next one comes: the
         last one's time plus its duration is where muxers end the file, so it lasts
@@ -253,7 +260,8 @@ class VideoFile:
             self.held = packet
         if last and self.held is not None:
             packet, self.held = self.held, None
-            packet.duration = max(self.period, self.last_pts + self.period - packet.pts)
+            end = max(self.last_pts + self.period, self.until)
+            packet.duration = max(self.period, end - packet.pts)
             self.out.mux(packet)
 
     def stop_audio(self) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from engine import control as ctl
 from engine._ring import Ring, RingAborted
 from engine.procs import die_with_parent
-from engine.slots import PRELUDE
+from engine.slots import DROPPED, NOT_SHOWN, PRELUDE
 from engine.videofile import VideoFile, VideoSpec, WriteError
 
 TAKE_MAX = 16  # frames taken at once
@@ -51,9 +51,13 @@ class Writer:
     def frame(self, ring: Ring, seq: int) -> None:
         layout = self.cfg.layout
         meta = layout.meta(ring, seq)
-        if meta["status"] == PRELUDE or not meta["shown"]:
-            return  # context for a lookback, a stale frame of before a seek, or dropped
+        if meta["status"] == PRELUDE or meta["shown"] == NOT_SHOWN:
+            return  # context for a lookback, a stale frame of before a seek, unplayed
         pts, epoch = float(meta["pts"]), int(meta["epoch"])
+        if meta["shown"] == DROPPED:  # played: the file lasts to its end
+            if self.file is not None and epoch == self.epoch:
+                self.file.lasts_until(pts - self.base + 1 / self.cfg.source.fps)
+            return
         failed = ring.failed(seq)
         image = (
             layout.out(ring, seq, readonly=True)
