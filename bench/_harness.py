@@ -474,3 +474,25 @@ def run(
             json.dump(json_rows(suite, runs, targets), f, indent=1)
             f.write("\n")
     return 0
+
+
+def print_rows(rows: list[dict], method_width: int = 40, digits: int = 2) -> None:
+    """The rows of a benchmark script (case, method, median, spread, unit, target),
+    one a line, for a terminal; bench/run.py makes the README's table of them."""
+    head = ("case", "method", "median", "unit", "min..max")
+    print(
+        f"{head[0]:<28} {head[1]:<{method_width}} {head[2]:>9} {head[3]:<6} {head[4]:>17}  target"
+    )
+    for r in rows:
+        spread = f"{r['min']:.{digits}f}..{r['max']:.{digits}f}"
+        print(
+            f"{r['case'][:28]:<28} {r['method'][:method_width]:<{method_width}} "
+            f"{r['value']:>9.{digits}f} {r['unit']:<6} {spread:>17}  {r['target']}"
+        )
+
+
+def save_rows(rows: list[dict], path: str | None) -> None:
+    """The rows as JSON, where bench/run.py reads them (--json PATH)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)

@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))  # the stream servers
 sys.path.insert(0, HERE)  # step_funcs
 
 import step_funcs  # noqa: E402
+from _harness import print_rows, save_rows  # noqa: E402
 from streams import StreamServer  # noqa: E402
 
 SUITE = "live"
@@ -328,14 +329,6 @@ def run(seconds: float, repeat: int, only: str | None) -> tuple[list[dict], list
     return rows, details
 
 
-def print_table(rows: list[dict]) -> None:
-    print(CASE)
-    print(f"{'method':<58} {'median':>9} {'unit':<5} {'min..max':>17}  target")
-    for r in rows:
-        spread = f"{r['min']:.1f}..{r['max']:.1f}"
-        print(f"{r['method']:<58} {r['value']:>9.1f} {r['unit']:<5} {spread:>17}  {r['target']}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 6 s stream, 1 run")
@@ -347,13 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = args.seconds or (6.0 if args.quick else 15.0)
     rows, details = run(seconds, args.repeat or 1, args.only)
-    print_table(rows)
+    print_rows(rows, 58, 1)
     if args.details:
         for d in details:
             print(json.dumps(d))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    save_rows(rows, args.json)
     return 0
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
+from _harness import print_rows, save_rows
 
 import engine
 from engine.analysis import Context, resolve
@@ -257,13 +258,6 @@ def run(quick: bool, repeat: int) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"{'case':<28} {'method':<40} {'median':>9} {'min..max':>17}  target")
-    for r in rows:
-        spread = f"{r['min']:.2f}..{r['max']:.2f}"
-        print(f"{r['case']:<28} {r['method']:<40} {r['value']:>9.2f} {spread:>17}  {r['target']}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="150 frames a case, 1 run")
@@ -271,10 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     rows = run(args.quick, args.repeat or (1 if args.quick else 3))
-    print_table(rows)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    print_rows(rows)
+    save_rows(rows, args.json)
     return 0
 
 

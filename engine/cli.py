@@ -66,6 +66,24 @@ def _memory(text: str) -> int:
     return int(float(m.group(1)) * {"B": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
 
 
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """--analyze and --then, the same for play and batch."""
+    parser.add_argument(
+        "--analyze",
+        default="none",
+        metavar="NAME|module:function",
+        help="none (default), gray, edges, blur, motion, flow, detect, or module:function",
+    )
+    parser.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="an ordered step after the analysis, seeing every frame in order (repeat for "
+        "more): track, count, count:y=0.6, or module:function",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="frame-engine",
@@ -88,20 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="demo",
         help="a video file, a URL (rtsp/http/udp), a camera index, or demo (default)",
     )
-    play.add_argument(
-        "--analyze",
-        default="none",
-        metavar="NAME|module:function",
-        help="none (default), gray, edges, blur, motion, flow, detect, or module:function",
-    )
-    play.add_argument(
-        "--then",
-        action="append",
-        default=[],
-        metavar="STEP",
-        help="an ordered step after the analysis, seeing every frame in order (repeat for "
-        "more): track, count, count:y=0.6, or module:function",
-    )
+    add_analysis_options(play)
     play.add_argument(
         "--workers",
         type=_int_at_least(1),
@@ -321,19 +326,7 @@ def _add_batch(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders or globs")
-    b.add_argument(
-        "--analyze",
-        default="none",
-        metavar="NAME|module:function",
-        help="none (default), gray, edges, blur, motion, flow, detect, or module:function",
-    )
-    b.add_argument(
-        "--then",
-        action="append",
-        default=[],
-        metavar="STEP",
-        help="an ordered step after the analysis (repeat for more): track, count, ...",
-    )
+    add_analysis_options(b)
     b.add_argument("--out", required=True, metavar="DIR", help="the folder for the results")
     b.add_argument(
         "--ray",
